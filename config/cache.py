@@ -1,0 +1,70 @@
+"""Settings of the shared store and the response cache: every ``TINA4_CACHE_*`` variable of the spec."""
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Backend(StrEnum):
+    """The stores that ``TINA4_CACHE_BACKEND`` can name (spec section 6)."""
+
+    MEMORY = "memory"
+    FILE = "file"
+    REDIS = "redis"
+    VALKEY = "valkey"
+    MEMCACHED = "memcached"
+    MONGODB = "mongodb"
+    DATABASE = "database"
+
+
+class CacheSettings(BaseSettings):
+    """The store that the response cache, the key/value API and the query cache share."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TINA4_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    cache_backend: Backend = Field(Backend.MEMORY, description="Which store to use.")
+    cache_url: str | None = Field(
+        None,
+        description="Connection URL of a network store (redis://, valkey://, memcached://, "
+        "mongodb://, or a SQL URL for the database store). Each store has its own default.",
+    )
+    cache_username: str | None = Field(None, description="Used only when the URL has none.")
+    cache_password: SecretStr | None = Field(None, description="Used only when the URL has none.")
+    cache_ttl: Annotated[int, Field(ge=0)] = Field(
+        60, description="Default TTL in seconds of responses and key/value entries; 0 = no expiry."
+    )
+    cache_max_entries: Annotated[int, Field(ge=1)] = Field(
+        1000, description="Entries the memory store keeps before evicting the least recently used."
+    )
+    cache_max_bytes: Annotated[int, Field(ge=1024)] = Field(
+        256 * 1024 * 1024,
+        description="Bytes of values the memory store keeps before evicting (LRU).",
+    )
+    cache_dir: Path = Field(Path("data/cache"), description="Directory of the file store.")
+    cache_namespace: str = Field(
+        "tina4:default",
+        description="Key prefix of this application in a shared store; clear() never touches "
+        "keys outside it.",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+    )
+    cache_timeout: Annotated[float, Field(gt=0, le=60)] = Field(
+        1.0, description="Seconds a single store call may take before it counts as an error."
+    )
+    database_url: str | None = Field(
+        None, description="TINA4_DATABASE_URL: the database store's URL when TINA4_CACHE_URL is unset."
+    )
+
+    @field_validator("cache_backend", mode="before")
+    @classmethod
+    def _lower_backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cache_url", "cache_username", "database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value

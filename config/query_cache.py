@@ -1,0 +1,42 @@
+"""Settings of the database query cache (spec sections 2 and 3)."""
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from tina4_sidecar.config.cache import Backend
+
+
+class QueryCacheSettings(BaseSettings):
+    """Request-scoped and persistent query caching, with the chapter's defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TINA4_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    auto_caching: bool = Field(
+        True, description="Request-scoped query cache (on by default, as the chapter says)."
+    )
+    auto_caching_ttl: Annotated[int, Field(ge=0)] = Field(
+        5, description="Safety TTL of the request-scoped cache for code outside a request."
+    )
+    db_cache: bool = Field(False, description="Persistent cross-request query cache (opt-in).")
+    db_cache_ttl: Annotated[int, Field(ge=0)] = Field(
+        30, description="TTL in seconds of persistent query cache entries."
+    )
+    db_cache_backend: Backend = Field(
+        Backend.MEMORY, description="Store of the persistent query cache."
+    )
+    db_cache_url: str | None = Field(
+        None, description="URL of that store; falls back to TINA4_CACHE_URL."
+    )
+
+    @field_validator("db_cache_backend", mode="before")
+    @classmethod
+    def _lower_backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("db_cache_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value

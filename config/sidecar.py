@@ -1,0 +1,105 @@
+"""The sidecar's own settings (``TINA4_SIDECAR_*``): where to listen, the app, the manifest."""
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``"0.0.0.0:7145"`` or ``"[::1]:7145"`` -> (host, port); ValueError when malformed."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+class SidecarSettings(BaseSettings):
+    """Everything the proxy needs beyond the store."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TINA4_SIDECAR_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    upstream: str = Field("http://127.0.0.1:7146", description="URL of the Tina4 app.")
+    listen: str = Field("0.0.0.0:7145", description="HOST:PORT the sidecar listens on.")
+    manifest_path: str = Field(
+        "/__tina4/cache-manifest", description="Path of the app's cache manifest."
+    )
+    manifest_refresh: Annotated[float, Field(gt=0, le=86400)] = Field(
+        30.0, description="Seconds between manifest refreshes (conditional GETs)."
+    )
+    rules_file: Path | None = Field(
+        None, description="Optional JSON file of static rules, checked before the manifest's."
+    )
+    connect_timeout: Annotated[float, Field(gt=0, le=300)] = Field(
+        5.0, description="Seconds to connect to the app before answering 502."
+    )
+    upstream_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        60.0, description="Seconds to wait for the app's response headers before answering 504."
+    )
+    ignored_query_params: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["utm_*", "fbclid", "gclid"],
+        description="Comma-separated query parameter names (shell wildcards) left out of cache keys.",
+    )
+    max_object_bytes: Annotated[int, Field(ge=0)] = Field(
+        10 * 1024 * 1024,
+        description="Responses larger than this are streamed through and not stored.",
+    )
+    cache_status_name: str = Field(
+        "tina4-sidecar",
+        description="Cache name in the RFC 9211 Cache-Status header.",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+    )
+    log_level: str = Field("info", description="debug, info, warning or error.")
+
+    @field_validator("upstream")
+    @classmethod
+    def _check_upstream(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port in {value!r}") from exc
+        return value.strip().rstrip("/")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_host_port(value)
+        return value.strip()
+
+    @field_validator("manifest_path")
+    @classmethod
+    def _check_manifest_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with '/', got {value!r}")
+        return value
+
+    @field_validator("ignored_query_params", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _check_level(cls, value: object) -> object:
+        text = str(value).strip().lower()
+        if text not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"expected debug, info, warning or error, got {value!r}")
+        return text
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return split_host_port(self.listen)

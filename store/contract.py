@@ -1,0 +1,248 @@
+"""The storage contract that every backend implements, and its failure semantics.
+
+A *store* is one namespace in one backend: ``Store.get("k")`` reads the key
+``<namespace>:<layer>:k`` of the backend's keyspace, and ``clear()`` removes that
+namespace's keys and nothing else (never FLUSHALL, FLUSHDB or flush_all).
+
+Values are ``bytes``. What they mean (a response entry, a JSON value, a query result)
+is decided above this layer; the store never unpickles anything.
+
+Failure semantics (the contract every caller relies on):
+
+* The public coroutines (``get``, ``get_many``, ``set``, ``delete``, ``clear``, ``size``)
+  never raise for a failure of the backend. Each call is bounded by ``timeout``
+  seconds; an exception or a timeout counts one error in ``stats()`` and the call
+  answers as if the cache were empty: ``get`` -> None, ``get_many`` -> all None,
+  ``set`` -> False, ``delete`` -> False, ``size`` -> 0. A request never fails because
+  the cache did.
+* ``ping()`` is the exception: it raises :class:`StoreUnavailable` so that health
+  probes and fallback can tell a dead backend from a live one.
+* ``ttl`` is in whole seconds; ``ttl=0`` means "no expiry" (the spec's meaning), and
+  an expired entry is never returned, whether or not the backend has purged it yet.
+* Subclasses implement the ``_underscored`` coroutines and may raise anything from
+  them; they must not block the event loop (use the driver's asyncio API or
+  ``asyncio.to_thread`` for a blocking driver).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from tina4_sidecar.config import CacheSettings
+
+log = logging.getLogger("tina4_sidecar.store")
+
+LAYERS = ("resp", "kv", "query", "meta")
+"""Sub-namespaces: HTTP responses, the key/value API, query results, and bookkeeping."""
+
+
+class StoreUnavailable(Exception):
+    """The backend cannot be reached or refused us (raised by ``ping`` and ``open``)."""
+
+
+@dataclass
+class StoreCounters:
+    """Counters behind ``stats()``; reset by ``reset_stats()``."""
+
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """A snapshot: the spec's exact fields first, then ours."""
+
+    hits: int
+    misses: int
+    size: int
+    backend: str
+    errors: int = 0
+    fallback: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_spec_dict(self) -> dict[str, Any]:
+        """Exactly the fields the spec names: hits, misses, size, backend."""
+        return {"hits": self.hits, "misses": self.misses, "size": self.size, "backend": self.backend}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.as_spec_dict(),
+            "errors": self.errors,
+            "fallback": self.fallback,
+            **self.extra,
+        }
+
+
+class Store(ABC):
+    """One namespace of one backend. See the module docstring for the failure semantics."""
+
+    backend_name: ClassVar[str] = "?"
+
+    def __init__(self, namespace: str, layer: str, timeout: float = 1.0) -> None:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; expected one of {LAYERS}")
+        self.namespace = namespace
+        self.layer = layer
+        self.prefix = f"{namespace}:{layer}:"
+        self.timeout = timeout
+        self.counters = StoreCounters()
+
+    # -- the contract -------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._guard("get", self._get(key), None)
+        self._count(value is not None)
+        return value
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values in the order of ``keys``; one round trip where the backend allows."""
+        if not keys:
+            return []
+        values = await self._guard("get_many", self._get_many(list(keys)), None)
+        if values is None:
+            values = [None] * len(keys)
+        for value in values:
+            self._count(value is not None)
+        return values
+
+    async def set(self, key: str, value: bytes, ttl: int) -> bool:
+        """Store ``value`` for ``ttl`` seconds (0 = no expiry). False when it failed."""
+        if ttl < 0:
+            raise ValueError("ttl must be >= 0 (0 means no expiry)")
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError(f"store values are bytes, not {type(value).__name__}")
+        result = await self._guard("set", self._set(key, bytes(value), ttl), False)
+        return result is not False
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; True when it existed."""
+        return bool(await self._guard("delete", self._delete(key), False))
+
+    async def clear(self) -> bool:
+        """Remove every key of this namespace and layer, and nothing else. False when it failed."""
+        result = await self._guard("clear", self._clear(), False)
+        return result is not False
+
+    async def size(self) -> int:
+        """Number of live entries in this namespace and layer (may be approximate)."""
+        return int(await self._guard("size", self._size(), 0) or 0)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the backend answers within the timeout."""
+        try:
+            await asyncio.wait_for(self._ping(), self.timeout)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"{self.backend_name}: {_describe(exc)}") from exc
+
+    async def open(self) -> None:
+        """Connect (pools, schema, indexes). Raises StoreUnavailable when the backend is down."""
+        try:
+            await asyncio.wait_for(self._open(), max(self.timeout, 5.0))
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"{self.backend_name}: {_describe(exc)}") from exc
+
+    async def close(self) -> None:
+        try:
+            await self._close()
+        except Exception as exc:
+            log.debug("closing %s failed: %s", self.backend_name, exc)
+
+    async def stats(self) -> StoreStats:
+        return StoreStats(
+            hits=self.counters.hits,
+            misses=self.counters.misses,
+            size=await self.size(),
+            backend=self.backend_name,
+            errors=self.counters.errors,
+        )
+
+    def reset_stats(self) -> None:
+        self.counters = StoreCounters()
+
+    # -- what a backend implements --------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> Store:
+        """Build from the settings; ``url`` overrides ``settings.cache_url``. Does no I/O."""
+
+    @abstractmethod
+    async def _get(self, key: str) -> bytes | None: ...
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [await self._get(key) for key in keys]
+
+    @abstractmethod
+    async def _set(self, key: str, value: bytes, ttl: int) -> None: ...
+
+    @abstractmethod
+    async def _delete(self, key: str) -> bool: ...
+
+    @abstractmethod
+    async def _clear(self) -> None: ...
+
+    @abstractmethod
+    async def _size(self) -> int: ...
+
+    async def _ping(self) -> None:
+        await self._size()
+
+    async def _open(self) -> None:
+        return None
+
+    async def _close(self) -> None:
+        return None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def full_key(self, key: str) -> str:
+        """The key as the backend stores it: ``<namespace>:<layer>:<key>``."""
+        return self.prefix + key
+
+    @staticmethod
+    def expires_at(ttl: int, now: float | None = None) -> float | None:
+        """Absolute expiry (epoch seconds) for ``ttl``; None for no expiry."""
+        return None if ttl == 0 else (now if now is not None else time.time()) + ttl
+
+    def _count(self, hit: bool) -> None:
+        if hit:
+            self.counters.hits += 1
+        else:
+            self.counters.misses += 1
+
+    async def _guard[T](self, op: str, call: Awaitable[T], failed: T) -> T:
+        try:
+            return await asyncio.wait_for(call, self.timeout)
+        except Exception as exc:  # the contract: a backend failure never fails the caller
+            self.record_error(op, exc)
+            return failed
+
+    def record_error(self, op: str, exc: BaseException) -> None:
+        self.counters.errors += 1
+        self.counters.last_error = f"{op}: {_describe(exc)}"
+        now = time.time()
+        quiet = self.counters.last_error_at is not None and now - self.counters.last_error_at < 5
+        self.counters.last_error_at = now
+        if not quiet:  # one line per burst: an outage must not flood the log
+            log.warning("store %s %s failed: %s", self.backend_name, op, _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
