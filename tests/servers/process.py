@@ -61,7 +61,7 @@ class ServerProcess:
         name: str,
         argv_for_port: Callable[[int], Sequence[str]],
         port: int | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         cwd: str | Path | None = None,
         ready_timeout: float = 20.0,
     ) -> None:
@@ -76,10 +76,15 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         argv = list(self._argv_for_port(self.port))
-        env = {**os.environ, **(self._env or {})}
+        merged = {**os.environ, **(self._env or {})}
+        env = {name: value for name, value in merged.items() if value is not None}  # None = unset
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self._cwd,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self._cwd,
             start_new_session=True,
         )
         try:

@@ -1,0 +1,112 @@
+"""The ``tina4-sidecar`` command: ``serve`` and ``routes``.
+
+Configuration mistakes end with one line naming the variable and exit status 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from tina4_sidecar.config import CacheSettings, ConfigError, SidecarSettings, load_settings
+from tina4_sidecar.config.rules import RuleSet, load_rules_file
+from tina4_sidecar.proxy.logs import setup_logging
+
+PROG = "tina4-sidecar"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            SidecarSettings,
+            upstream=args.upstream,
+            listen=getattr(args, "listen", None),
+            rules_file=args.rules_file,
+            log_level=getattr(args, "log_level", None),
+        )
+        cache_settings = load_settings(CacheSettings, cache_backend=getattr(args, "backend", None))
+        if args.command == "serve":
+            return _serve(settings, cache_settings)
+        return asyncio.run(_routes(settings, as_json=args.json))
+    except ConfigError as exc:
+        print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Caching reverse proxy for Tina4 apps.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the sidecar in front of the app")
+    serve.add_argument("--listen", help="HOST:PORT to listen on (TINA4_SIDECAR_LISTEN, default 0.0.0.0:7145)")
+    serve.add_argument(
+        "--backend",
+        help="store: memory, file, redis, valkey, memcached, mongodb, database (TINA4_CACHE_BACKEND)",
+    )
+    serve.add_argument("--log-level", help="debug, info, warning or error (TINA4_SIDECAR_LOG_LEVEL)")
+    routes = commands.add_parser("routes", help="print the caching rules in force")
+    routes.add_argument("--json", action="store_true", help="print the rules as JSON")
+    for sub in (serve, routes):
+        sub.add_argument(
+            "--upstream", help="the app's URL (TINA4_SIDECAR_UPSTREAM, default http://127.0.0.1:7146)"
+        )
+        sub.add_argument("--rules-file", help="JSON file of static rules (TINA4_SIDECAR_RULES_FILE)")
+    return parser
+
+
+def _serve(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
+    from tina4_sidecar.proxy.server import run  # aiohttp's server only for this command
+
+    setup_logging(settings.log_level)
+    try:
+        run(settings, cache_settings)
+    except OSError as exc:
+        print(f"{PROG}: cannot listen on {settings.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _routes(settings: SidecarSettings, as_json: bool) -> int:
+    from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
+    from tina4_sidecar.proxy.upstream import Upstream
+
+    try:
+        static = load_rules_file(settings.rules_file) if settings.rules_file else None
+    except Exception as exc:
+        raise ConfigError(f"TINA4_SIDECAR_RULES_FILE: {exc}") from None
+    upstream = Upstream(settings.upstream, settings.connect_timeout, settings.upstream_timeout)
+    watcher = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static)
+    try:
+        ok = await watcher.refresh()
+    finally:
+        await upstream.close()
+    if not ok:
+        print(
+            f"{PROG}: no manifest from {settings.upstream}{settings.manifest_path}: {watcher.last_error}",
+            file=sys.stderr,
+        )
+        if static is None:
+            return 1
+    _print_rules(watcher.rules, as_json)
+    return 0
+
+
+def _print_rules(rules: RuleSet, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([rule.to_json() for rule in rules], indent=2))
+        return
+    print(f"{'METHOD':<7} {'PATH':<40} {'CACHE':<5} {'TTL':>6}  {'STATUSES':<10} SOURCE")
+    for rule in rules:
+        cache = "yes" if rule.cache and rule.ttl > 0 else "no"
+        statuses = ",".join(str(status) for status in rule.statuses)
+        print(f"{rule.method:<7} {rule.path:<40} {cache:<5} {rule.ttl:>6}  {statuses:<10} {rule.source}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""A stored response: the bytes format in the store and the freshness arithmetic.
+
+Format (no pickle: a store shared with other processes must never execute what it holds)::
+
+    b"T4SR" | version u8 | status u16 | stored_at f64 | ttl u32 | meta length u32 | meta | body
+
+``meta`` is JSON: the end-to-end response headers as ``[name, value]`` pairs in order
+(repeated names kept), and the request's values of the headers named by ``Vary``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+MAGIC = b"T4SR"
+VERSION = 1
+_HEAD = struct.Struct(">4sBHdII")
+
+
+class EntryError(ValueError):
+    """Bytes that are not an entry of this format (foreign, corrupt or a newer version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    stored_at: float
+    ttl: int
+    vary: tuple[tuple[str, str | None], ...] = ()
+    """``(header name, request value)`` pairs that a later request must match."""
+
+    def expires_at(self) -> float:
+        return self.stored_at + self.ttl
+
+    def is_fresh(self, now: float) -> bool:
+        return now < self.stored_at + self.ttl
+
+    def remaining(self, now: float) -> int:
+        """Whole seconds of freshness left (``X-Cache-TTL`` on a HIT); negative when stale."""
+        left = self.stored_at + self.ttl - now
+        return round(left) if left >= 0 else -round(-left)
+
+    def age(self, now: float) -> int:
+        return max(0, int(now - self.stored_at))
+
+    def matches_vary(self, request_value: dict[str, str | None]) -> bool:
+        """True when the request carries the same values for every Vary header."""
+        return all(request_value.get(name) == value for name, value in self.vary)
+
+    def encode(self) -> bytes:
+        meta = json.dumps(
+            {"h": [list(pair) for pair in self.headers], "v": [list(pair) for pair in self.vary]},
+            separators=(",", ":"),
+        ).encode()
+        head = _HEAD.pack(MAGIC, VERSION, self.status, self.stored_at, self.ttl, len(meta))
+        return b"".join((head, meta, self.body))
+
+    @classmethod
+    def decode(cls, data: bytes) -> Entry:
+        if len(data) < _HEAD.size:
+            raise EntryError("too short")
+        magic, version, status, stored_at, ttl, meta_len = _HEAD.unpack_from(data)
+        if magic != MAGIC:
+            raise EntryError("not a response entry")
+        if version != VERSION:
+            raise EntryError(f"entry format {version} (this sidecar reads {VERSION})")
+        meta_end = _HEAD.size + meta_len
+        if meta_end > len(data):
+            raise EntryError("truncated")
+        try:
+            meta = json.loads(data[_HEAD.size : meta_end])
+            headers = tuple((str(name), str(value)) for name, value in meta["h"])
+            vary = tuple((str(name), None if value is None else str(value)) for name, value in meta["v"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EntryError(f"bad metadata: {exc}") from None
+        return cls(status, headers, data[meta_end:], stored_at, ttl, vary)

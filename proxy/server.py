@@ -1,0 +1,93 @@
+"""Starting and stopping the sidecar: store, app connection, manifest, then the listener (uvloop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from tina4_sidecar.config import CacheSettings, ConfigError, SidecarSettings
+from tina4_sidecar.config.rules import ManifestError, RuleSet, load_rules_file
+from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
+from tina4_sidecar.proxy.pipeline import handle
+from tina4_sidecar.proxy.sidecar import Sidecar
+from tina4_sidecar.proxy.upstream import Upstream
+from tina4_sidecar.store.factory import open_store
+from tina4_sidecar.store.response_key import QueryFilter
+
+log = logging.getLogger("tina4_sidecar")
+
+
+async def start_sidecar(settings: SidecarSettings, cache_settings: CacheSettings) -> Sidecar:
+    static: RuleSet | None = None
+    if settings.rules_file is not None:
+        try:
+            static = load_rules_file(settings.rules_file)
+        except ManifestError as exc:
+            raise ConfigError(f"TINA4_SIDECAR_RULES_FILE: {exc}") from None
+    store = await open_store(cache_settings, "resp")
+    upstream = Upstream(settings.upstream, settings.connect_timeout, settings.upstream_timeout)
+    manifest = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static)
+    await manifest.start()
+    return Sidecar(
+        settings, cache_settings, store, upstream, manifest, QueryFilter(settings.ignored_query_params)
+    )
+
+
+async def stop_sidecar(sidecar: Sidecar) -> None:
+    await sidecar.manifest.stop()
+    await sidecar.upstream.close()
+    await sidecar.store.close()
+
+
+async def serve(
+    settings: SidecarSettings,
+    cache_settings: CacheSettings,
+    until: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or until ``until()`` returns, for embedding and tests)."""
+    sidecar = await start_sidecar(settings, cache_settings)
+    server = web.Server(functools.partial(handle, sidecar), access_log=None)
+    runner = web.ServerRunner(server, handle_signals=False)
+    await runner.setup()
+    host, port = settings.listen_address
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        log.info(
+            "listening on http://%s:%d in front of %s (store: %s)",
+            host,
+            port,
+            settings.upstream,
+            sidecar.store.backend_name,
+        )
+        await (until() if until is not None else _stop_signal())
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+        await stop_sidecar(sidecar)
+
+
+async def _stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def run(settings: SidecarSettings, cache_settings: CacheSettings) -> None:
+    """Blocking entry point on uvloop (plain asyncio where uvloop is unavailable)."""
+    try:
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(settings, cache_settings))

@@ -1,0 +1,43 @@
+"""Cache keys of HTTP responses, shared by the proxy (which stores) and the client (which purges).
+
+The key is the method, scheme, host, path and query string of the request, with the query
+parameters sorted by name (the values of a repeated name keep their order, because apps may
+read them as a list) and the operator's ignored parameters (``utm_*`` ...) left out. HEAD
+uses the GET key: a HEAD is answered from the GET entry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from fnmatch import translate
+from urllib.parse import unquote_plus
+
+
+class QueryFilter:
+    """Drops query parameters whose names match shell-style patterns such as ``utm_*``."""
+
+    def __init__(self, ignored: Iterable[str] = ()) -> None:
+        patterns = [translate(name) for name in ignored]
+        self._ignored = re.compile("|".join(patterns)) if patterns else None
+
+    def canonical(self, raw_query: str) -> str:
+        """The query string with parameters sorted by name and ignored ones removed."""
+        if not raw_query:
+            return ""
+        parts = [part for part in raw_query.split("&") if part]
+        if self._ignored is not None:
+            parts = [part for part in parts if not self._ignored.fullmatch(_name(part))]
+        parts.sort(key=_name)
+        return "&".join(parts)
+
+
+def _name(part: str) -> str:
+    return unquote_plus(part.partition("=")[0])
+
+
+def response_key(method: str, scheme: str, host: str, raw_path: str, canonical_query: str) -> str:
+    """``GET http://example.com/api/products?page=1`` style key for a response."""
+    verb = "GET" if method in ("GET", "HEAD") else method
+    query = f"?{canonical_query}" if canonical_query else ""
+    return f"{verb} {scheme}://{host.lower()}{raw_path}{query}"

@@ -1,0 +1,78 @@
+"""An in-process sidecar in front of a real aiohttp upstream on loopback, for forwarding details."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import RawTestServer, TestServer
+from tina4_sidecar.config import CacheSettings, SidecarSettings
+from tina4_sidecar.config.rules import Rule, dump_manifest
+from tina4_sidecar.proxy.pipeline import handle
+from tina4_sidecar.proxy.server import start_sidecar, stop_sidecar
+from tina4_sidecar.proxy.sidecar import Sidecar
+
+MANIFEST_PATH = "/__tina4/cache-manifest"
+
+
+@dataclass
+class Proxied:
+    sidecar: Sidecar
+    upstream: TestServer
+    server: RawTestServer
+    seen: list[web.Request]
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+
+def manifest_app(rules: list[Rule], routes: web.RouteTableDef, seen: list[web.Request]) -> web.Application:
+    @web.middleware
+    async def record(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        if request.path != MANIFEST_PATH:
+            seen.append(request)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def manifest(_: web.Request) -> web.Response:
+        return web.Response(body=dump_manifest(rules), content_type="application/json")
+
+    app = web.Application(middlewares=[record], client_max_size=64 * 1024 * 1024)
+    app.router.add_get(MANIFEST_PATH, manifest)
+    app.add_routes(routes)
+    return app
+
+
+@pytest.fixture
+async def make_proxy(
+    aiohttp_server: Callable[..., Any], aiohttp_raw_server: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Sidecar] = []
+
+    async def make(rules: list[Rule], routes: web.RouteTableDef, **settings: Any) -> Proxied:
+        seen: list[web.Request] = []
+        upstream = await aiohttp_server(manifest_app(rules, routes, seen))
+        sidecar_settings = SidecarSettings(
+            upstream=str(upstream.make_url("")).rstrip("/"), manifest_refresh=60, **settings
+        )
+        sidecar = await start_sidecar(sidecar_settings, CacheSettings(cache_dir=tmp_path / "cache"))
+        started.append(sidecar)
+        server = await aiohttp_raw_server(functools.partial(handle, sidecar))
+        return Proxied(sidecar, upstream, server, seen)
+
+    yield make
+    for sidecar in started:
+        await stop_sidecar(sidecar)
+
+
+@pytest.fixture
+async def client_session() -> AsyncIterator[Any]:
+    import aiohttp
+
+    async with aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
