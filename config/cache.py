@@ -23,9 +23,7 @@ class Backend(StrEnum):
 class CacheSettings(BaseSettings):
     """The store that the response cache, the key/value API and the query cache share."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TINA4_", env_file=".env", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="TINA4_", env_file=".env", extra="ignore", frozen=True)
 
     cache_backend: Backend = Field(Backend.MEMORY, description="Which store to use.")
     cache_url: str | None = Field(
@@ -55,6 +53,11 @@ class CacheSettings(BaseSettings):
     cache_timeout: Annotated[float, Field(gt=0, le=60)] = Field(
         1.0, description="Seconds a single store call may take before it counts as an error."
     )
+    cache_probe_interval: Annotated[float, Field(gt=0)] = Field(
+        5.0,
+        description="Seconds between health probes of a failed network store; the file store "
+        "stands in until the store answers again.",
+    )
     database_url: str | None = Field(
         None, description="TINA4_DATABASE_URL: the database store's URL when TINA4_CACHE_URL is unset."
     )
@@ -63,6 +66,14 @@ class CacheSettings(BaseSettings):
     @classmethod
     def _lower_backend(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cache_namespace")
+    @classmethod
+    def _no_layer_segment(cls, value: str) -> str:
+        layers = ("resp", "kv", "query", "meta")  # the store's sub-namespaces
+        if any(part in layers for part in value.split(":")):
+            raise ValueError(f"must not contain {', '.join(layers)} as a ':'-separated part")
+        return value
 
     @field_validator("cache_url", "cache_username", "database_url", mode="before")
     @classmethod

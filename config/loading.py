@@ -31,9 +31,7 @@ def _describe(cls: type[BaseSettings], exc: ValidationError) -> str:
         message = str(error["msg"]).removeprefix("Value error, ")
         given = error.get("input")
         shown = (
-            f" (got {given!r})"
-            if isinstance(given, str | int | float) and repr(given) not in message
-            else ""
+            f" (got {given!r})" if isinstance(given, str | int | float) and repr(given) not in message else ""
         )
         problems.append(f"{name}: {message}{shown}")
     return "; ".join(problems)

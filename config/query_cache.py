@@ -10,9 +10,7 @@ from tina4_sidecar.config.cache import Backend
 class QueryCacheSettings(BaseSettings):
     """Request-scoped and persistent query caching, with the chapter's defaults."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TINA4_", env_file=".env", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="TINA4_", env_file=".env", extra="ignore", frozen=True)
 
     auto_caching: bool = Field(
         True, description="Request-scoped query cache (on by default, as the chapter says)."
@@ -24,12 +22,8 @@ class QueryCacheSettings(BaseSettings):
     db_cache_ttl: Annotated[int, Field(ge=0)] = Field(
         30, description="TTL in seconds of persistent query cache entries."
     )
-    db_cache_backend: Backend = Field(
-        Backend.MEMORY, description="Store of the persistent query cache."
-    )
-    db_cache_url: str | None = Field(
-        None, description="URL of that store; falls back to TINA4_CACHE_URL."
-    )
+    db_cache_backend: Backend = Field(Backend.MEMORY, description="Store of the persistent query cache.")
+    db_cache_url: str | None = Field(None, description="URL of that store; falls back to TINA4_CACHE_URL.")
 
     @field_validator("db_cache_backend", mode="before")
     @classmethod

@@ -30,9 +30,7 @@ class SidecarSettings(BaseSettings):
 
     upstream: str = Field("http://127.0.0.1:7146", description="URL of the Tina4 app.")
     listen: str = Field("0.0.0.0:7145", description="HOST:PORT the sidecar listens on.")
-    manifest_path: str = Field(
-        "/__tina4/cache-manifest", description="Path of the app's cache manifest."
-    )
+    manifest_path: str = Field("/__tina4/cache-manifest", description="Path of the app's cache manifest.")
     manifest_refresh: Annotated[float, Field(gt=0, le=86400)] = Field(
         30.0, description="Seconds between manifest refreshes (conditional GETs)."
     )

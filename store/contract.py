@@ -22,6 +22,13 @@ Failure semantics (the contract every caller relies on):
 * Subclasses implement the ``_underscored`` coroutines and may raise anything from
   them; they must not block the event loop (use the driver's asyncio API or
   ``asyncio.to_thread`` for a blocking driver).
+
+Keys are any ``str`` (spaces, unicode, newlines, ``../``, hundreds of characters); a backend
+hashes or escapes what it cannot store natively. Further promises the contract suite checks:
+``delete`` of an expired entry answers False; overwriting a key replaces its TTL too; ``set``
+answering True means "accepted" (a bounded store may evict the value at once). ``size()`` is
+exact except where a backend says otherwise (memcached cannot count keys and keeps an
+approximate counter).
 """
 
 from __future__ import annotations
@@ -87,10 +94,16 @@ class Store(ABC):
     """One namespace of one backend. See the module docstring for the failure semantics."""
 
     backend_name: ClassVar[str] = "?"
+    in_process: ClassVar[bool] = False
+    """True for stores that never wait on I/O of their own: no timeout wrapper on their calls
+    (it costs more than the lookup itself on the HIT path)."""
 
     def __init__(self, namespace: str, layer: str, timeout: float = 1.0) -> None:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}; expected one of {LAYERS}")
+        if any(part in LAYERS for part in namespace.split(":")):
+            # "a:kv" + layer "kv" + key "x" would share keys with "a" + "kv" + "kv:x".
+            raise ValueError(f"namespace {namespace!r} must not contain a layer name {LAYERS} as a segment")
         self.namespace = namespace
         self.layer = layer
         self.prefix = f"{namespace}:{layer}:"
@@ -109,13 +122,16 @@ class Store(ABC):
         if not keys:
             return []
         values = await self._guard("get_many", self._get_many(list(keys)), None)
+        if values is not None and len(values) != len(keys):
+            self.record_error("get_many", ValueError(f"{len(values)} values for {len(keys)} keys"))
+            values = None
         if values is None:
             values = [None] * len(keys)
         for value in values:
             self._count(value is not None)
         return values
 
-    async def set(self, key: str, value: bytes, ttl: int) -> bool:
+    async def set(self, key: str, value: bytes | bytearray | memoryview, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds (0 = no expiry). False when it failed."""
         if ttl < 0:
             raise ValueError("ttl must be >= 0 (0 means no expiry)")
@@ -226,6 +242,8 @@ class Store(ABC):
 
     async def _guard[T](self, op: str, call: Awaitable[T], failed: T) -> T:
         try:
+            if self.in_process:
+                return await call
             return await asyncio.wait_for(call, self.timeout)
         except Exception as exc:  # the contract: a backend failure never fails the caller
             self.record_error(op, exc)

@@ -1,0 +1,367 @@
+"""The storage contract as one test suite that every backend's tests reuse by subclassing.
+
+A backend's module ``tests/store/test_<backend>.py`` subclasses :class:`ContractSuite`
+(its name must start with ``Test``), sets ``backend_name`` and provides three fixtures::
+
+    class TestRedisContract(ContractSuite):
+        backend_name = "redis"
+
+        @pytest.fixture
+        async def make_store(self, redis_url: str) -> AsyncIterator[MakeStore]:
+            async with store_factory(lambda ns, layer: RedisStore(ns, layer, url=redis_url)) as make:
+                yield make
+
+        @pytest.fixture
+        def foreign_write(self, redis_client: Redis) -> ForeignWrite:
+            async def write(raw_key: str, value: bytes) -> None:
+                await redis_client.set(raw_key, value)
+            return write
+
+        @pytest.fixture
+        def foreign_exists(self, redis_client: Redis) -> ForeignExists:
+            async def exists(raw_key: str) -> bool:
+                return bool(await redis_client.exists(raw_key))
+            return exists
+
+``make_store(layer="kv", namespace=None)`` returns an OPENED store; ``namespace=None`` means
+this test's own fresh namespace (the same one for every call in one test). ``store_factory``
+does the opening, the namespace and the teardown (clear, then close) for you.
+``foreign_write`` / ``foreign_exists`` use the backend's OWN driver and the raw key
+(``<namespace>:<layer>:<key>`` is what our stores write), bypassing our Store class: they stand
+for another application sharing the server, whose keys ``clear()`` must never touch.
+
+The generated namespaces contain ``_`` and ``.`` on purpose: a backend that builds a SQL
+``LIKE`` or a regular expression from the prefix without escaping them wipes the look-alike
+keys that :meth:`ContractSuite.test_clear_touches_only_its_own_namespace_and_layer` plants.
+
+If a backend truly cannot honour one assertion, override that one test method with a narrower
+version and say why in its docstring; never skip the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import ClassVar, Protocol
+
+import pytest
+from tina4_sidecar.store.contract import Store
+
+
+class MakeStore(Protocol):
+    async def __call__(self, layer: str = "kv", namespace: str | None = None) -> Store: ...
+
+
+class ForeignWrite(Protocol):
+    async def __call__(self, raw_key: str, value: bytes) -> None: ...
+
+
+class ForeignExists(Protocol):
+    async def __call__(self, raw_key: str) -> bool: ...
+
+
+def unique_namespace() -> str:
+    """A fresh namespace valid for ``TINA4_CACHE_NAMESPACE``, with LIKE/regex metacharacters in it."""
+    return f"tina4:test-run_{uuid.uuid4().hex[:16]}.ns"
+
+
+def look_alike(namespace: str) -> str:
+    """A different namespace that an unescaped LIKE (``_``) or regex (``.``) pattern would also match."""
+    return namespace.replace("_", "X").replace(".", "Z")
+
+
+class StoreMaker:
+    """The ``make_store`` callable of :func:`store_factory`: builds, opens and remembers stores."""
+
+    def __init__(self, build: Callable[[str, str], Store], namespace: str) -> None:
+        self.build = build
+        self.namespace = namespace
+        self.stores: list[Store] = []
+
+    async def __call__(self, layer: str = "kv", namespace: str | None = None) -> Store:
+        store = self.build(namespace or self.namespace, layer)
+        await store.open()
+        self.stores.append(store)
+        return store
+
+    async def close_all(self) -> None:
+        for store in reversed(self.stores):
+            await store.clear()  # namespaced: leaves a shared server as it found it
+            await store.close()
+
+
+@asynccontextmanager
+async def store_factory(build: Callable[[str, str], Store]) -> AsyncIterator[StoreMaker]:
+    """``build(namespace, layer)`` returns an unopened store (no I/O, like ``from_settings``)."""
+    maker = StoreMaker(build, unique_namespace())
+    try:
+        yield maker
+    finally:
+        await maker.close_all()
+
+
+MIB = 1024 * 1024
+ROUND_TRIP_VALUES: dict[str, bytes] = {
+    "text": "héllo wörld, 你好".encode(),
+    "all-byte-values": bytes(range(256)) * 4,
+    "empty": b"",
+    "json-dict": json.dumps({"id": 7, "tags": ["a", "b"], "nested": {"ok": True, "n": None}}).encode(),
+    "json-null": b"null",
+    "one-mib": os.urandom(MIB),
+}
+AWKWARD_KEYS: dict[str, str] = {
+    "spaces": "a key with spaces",
+    "unicode": "ключ-鍵-🔑-ünïcødé",
+    "long": "k" * 320,
+    "traversal": "../../etc/passwd",
+    "newlines": "line\nbreak\r\nend",
+    "tab-and-colons": "a:b:c\td",
+    "glob-and-like": "*?[x]%_\\",
+    "dots": "..",
+}
+
+
+class ContractSuite:
+    """Subclass in tests/store/test_<backend>.py and provide fixtures:
+
+    make_store: async callable (layer: str = "kv", namespace: str | None = None) -> opened Store
+        (closed after the test; None = this test's own "tina4:test-run_<hex>.ns" namespace)
+    foreign_write: async callable (raw_key: str, value: bytes) -> None -- writes with the store's
+        OWN client/driver, bypassing our Store
+    foreign_exists: async callable (raw_key: str) -> bool
+
+    and set ``backend_name`` to the name ``stats()`` must report. ``ttl_wait`` is how long the
+    expiry test sleeps after setting ttl=1.
+    """
+
+    backend_name: ClassVar[str] = ""
+    ttl_wait: ClassVar[float] = 2.1
+
+    @pytest.fixture
+    async def store(self, make_store: MakeStore) -> Store:
+        return await make_store()
+
+    # -- values ----------------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("value", ROUND_TRIP_VALUES.values(), ids=ROUND_TRIP_VALUES.keys())
+    async def test_value_round_trips_exactly(self, store: Store, value: bytes) -> None:
+        assert await store.set("value", value, 60) is True
+        got = await store.get("value")
+        assert type(got) is bytes
+        assert got == value
+
+    async def test_json_values_decode_to_what_was_stored(self, store: Store) -> None:
+        document = {"user": {"id": 1, "name": "Zoë"}, "items": [1, 2.5, "x"], "none": None}
+        await store.set("doc", json.dumps(document).encode(), 60)
+        await store.set("null", json.dumps(None).encode(), 60)
+        assert json.loads(await store.get("doc") or b"") == document
+        null = await store.get("null")
+        assert null is not None  # a stored JSON null is a hit, not a miss
+        assert json.loads(null) is None
+
+    async def test_missing_key_is_none(self, store: Store) -> None:
+        assert await store.get("never-set") is None
+
+    async def test_set_overwrites(self, store: Store) -> None:
+        await store.set("k", b"first", 60)
+        await store.set("k", b"second, longer than the first", 60)
+        await store.set("k", b"3rd", 60)
+        assert await store.get("k") == b"3rd"
+
+    async def test_bytearray_and_memoryview_are_stored_as_bytes(self, store: Store) -> None:
+        # Store.set is annotated ``bytes`` but documents and accepts any bytes-like value
+        await store.set("ba", bytearray(b"\x00array"), 60)  # type: ignore[arg-type]
+        await store.set("mv", memoryview(b"\x00view"), 60)  # type: ignore[arg-type]
+        assert await store.get_many(["ba", "mv"]) == [b"\x00array", b"\x00view"]
+
+    # -- arguments ---------------------------------------------------------------------------------
+
+    async def test_negative_ttl_raises_and_stores_nothing(self, store: Store) -> None:
+        with pytest.raises(ValueError, match="ttl"):
+            await store.set("k", b"v", -1)
+        assert await store.get("k") is None
+
+    async def test_non_bytes_value_raises(self, store: Store) -> None:
+        with pytest.raises(TypeError, match="bytes"):
+            await store.set("k", "a str", 60)  # type: ignore[arg-type]
+
+    # -- expiry: the suite's only sleeping test -----------------------------------------------------
+
+    async def test_ttl_expiry_and_ttl_zero(self, store: Store) -> None:
+        await store.set("short", b"s", 1)
+        await store.set("unread", b"u", 1)
+        await store.set("forever", b"f", 0)
+        await store.set("long", b"l", 3600)
+        await store.set("extended", b"e", 1)
+        await store.set("extended", b"e2", 0)  # an overwrite replaces the expiry too
+        await store.set("shortened", b"x", 0)
+        await store.set("shortened", b"x2", 1)
+        assert await store.get("short") == b"s"  # not yet expired
+
+        await asyncio.sleep(self.ttl_wait)
+
+        assert await store.delete("unread") is False  # an expired entry does not exist, read or not
+        assert await store.get("short") is None
+        assert await store.get("shortened") is None
+        assert await store.get("forever") == b"f"
+        assert await store.get("long") == b"l"
+        assert await store.get("extended") == b"e2"
+        keys = ["short", "forever", "shortened", "long", "extended"]
+        assert await store.get_many(keys) == [None, b"f", None, b"l", b"e2"]
+        assert await store.delete("short") is False
+        assert await store.size() == 3
+
+    # -- delete, get_many --------------------------------------------------------------------------
+
+    async def test_delete_reports_whether_the_key_existed(self, store: Store) -> None:
+        await store.set("k", b"v", 60)
+        await store.set("other", b"o", 60)
+        assert await store.delete("k") is True
+        assert await store.get("k") is None
+        assert await store.delete("k") is False
+        assert await store.delete("never-set") is False
+        assert await store.get("other") == b"o"
+
+    async def test_get_many_keeps_order_with_none_for_missing(self, store: Store) -> None:
+        await store.set("a", b"1", 60)
+        await store.set("c", b"3", 60)
+        await store.set("e", b"", 60)
+        assert await store.get_many(["c", "missing", "a", "e", "a"]) == [b"3", None, b"1", b"", b"1"]
+        assert await store.get_many(["x", "y"]) == [None, None]
+        assert await store.get_many([]) == []
+
+    # -- isolation ---------------------------------------------------------------------------------
+
+    async def test_layers_of_one_namespace_are_independent(self, make_store: MakeStore) -> None:
+        kv, resp = await make_store("kv"), await make_store("resp")
+        await kv.set("same", b"kv value", 60)
+        await resp.set("same", b"resp value", 60)
+        assert await kv.get("same") == b"kv value"
+        assert await resp.get("same") == b"resp value"
+        await kv.delete("same")
+        assert await resp.get("same") == b"resp value"
+
+    async def test_two_stores_of_one_namespace_and_layer_share_entries(self, make_store: MakeStore) -> None:
+        first, second = await make_store("query"), await make_store("query")
+        await first.set("shared", b"v", 60)
+        assert await second.get("shared") == b"v"
+        assert await second.delete("shared") is True
+        assert await first.get("shared") is None
+
+    async def test_clear_touches_only_its_own_namespace_and_layer(
+        self, make_store: MakeStore, foreign_write: ForeignWrite, foreign_exists: ForeignExists
+    ) -> None:
+        mine = await make_store("kv")
+        same_namespace_other_layer = await make_store("resp")
+        other_namespace = await make_store("kv", unique_namespace())
+        for store in (mine, same_namespace_other_layer, other_namespace):
+            await store.set("k1", b"v1", 60)
+            await store.set("k2", b"v2", 0)
+        ns = mine.namespace
+        foreign = [
+            "tina4:cache:other-app",
+            "unrelated:key",
+            f"{look_alike(ns)}:kv:k1",  # what an unescaped LIKE or regex prefix would also match
+            f"{ns}:kvx:k1",  # shares our prefix's characters but not its ":" boundary
+            f"{ns}:kv",
+        ]
+        for raw_key in foreign:
+            await foreign_write(raw_key, b"not yours")
+
+        assert await mine.clear() is True
+
+        assert await mine.get_many(["k1", "k2"]) == [None, None]
+        assert await mine.size() == 0
+        assert await same_namespace_other_layer.get_many(["k1", "k2"]) == [b"v1", b"v2"]
+        assert await other_namespace.get_many(["k1", "k2"]) == [b"v1", b"v2"]
+        for raw_key in foreign:
+            assert await foreign_exists(raw_key), f"clear() removed the foreign key {raw_key!r}"
+        assert await mine.set("k1", b"again", 60) is True  # usable after clear()
+        assert await mine.get("k1") == b"again"
+
+    async def test_clear_of_an_empty_store_succeeds(self, store: Store) -> None:
+        assert await store.clear() is True
+        assert await store.size() == 0
+
+    # -- size and stats ----------------------------------------------------------------------------
+
+    async def test_size_counts_live_entries_of_this_layer(self, make_store: MakeStore) -> None:
+        store, other_layer = await make_store("kv"), await make_store("meta")
+        assert await store.size() == 0
+        for key in ("a", "b", "c"):
+            await store.set(key, b"v", 60)
+        await other_layer.set("a", b"v", 60)
+        assert await store.size() == 3
+        await store.set("a", b"overwritten", 60)
+        assert await store.size() == 3
+        await store.delete("b")
+        assert await store.size() == 2
+        await store.clear()
+        assert await store.size() == 0
+        assert await other_layer.size() == 1
+
+    async def test_stats_count_hits_misses_and_size(self, store: Store) -> None:
+        empty = await store.stats()
+        assert (empty.hits, empty.misses, empty.size, empty.errors) == (0, 0, 0, 0)
+        await store.get("missing")
+        await store.set("k", b"v", 60)
+        await store.get("k")
+        await store.get_many(["k", "missing", "k"])
+        stats = await store.stats()
+        assert stats.as_spec_dict() == {"hits": 3, "misses": 2, "size": 1, "backend": self.backend_name}
+        assert stats.errors == 0
+        store.reset_stats()
+        assert (await store.stats()).as_spec_dict() == {
+            "hits": 0,
+            "misses": 0,
+            "size": 1,
+            "backend": self.backend_name,
+        }
+
+    async def test_backend_name_is_the_one_the_spec_reports(self, store: Store) -> None:
+        assert self.backend_name, "set backend_name on the ContractSuite subclass"
+        assert store.backend_name == self.backend_name
+        spec = (await store.stats()).as_spec_dict()
+        assert list(spec) == ["hits", "misses", "size", "backend"]
+
+    async def test_ping_answers_when_open(self, store: Store) -> None:
+        await store.ping()
+
+    # -- concurrency -------------------------------------------------------------------------------
+
+    async def test_concurrent_writers_to_distinct_keys(self, store: Store) -> None:
+        values = {f"key-{i}": f"value-{i}-".encode() * (i + 1) for i in range(50)}
+        results = await asyncio.gather(*(store.set(k, v, 60) for k, v in values.items()))
+        assert all(results)
+        assert await store.get_many(list(values)) == list(values.values())
+        assert await store.size() == 50
+
+    async def test_concurrent_writers_to_one_key_leave_one_whole_value(self, store: Store) -> None:
+        # different lengths, so that a mix of two writes cannot look like a valid value
+        written = {bytes([i]) * (1000 + 37 * i) for i in range(50)}
+        results = await asyncio.gather(*(store.set("hot", value, 60) for value in written))
+        assert all(results)
+        assert await store.get("hot") in written
+        await store.set("hot", b"last", 60)  # sequential writes: the last one wins
+        assert await store.get("hot") == b"last"
+        assert await store.size() == 1
+
+    # -- keys --------------------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("key", AWKWARD_KEYS.values(), ids=AWKWARD_KEYS.keys())
+    async def test_awkward_key_round_trips(self, store: Store, key: str) -> None:
+        assert await store.set(key, key.encode() + b"!", 60) is True
+        assert await store.get(key) == key.encode() + b"!"
+        assert await store.delete(key) is True
+        assert await store.get(key) is None
+
+    async def test_awkward_keys_do_not_collide(self, store: Store) -> None:
+        keys = [*AWKWARD_KEYS.values(), "etc/passwd", "line break end", "k" * 321, "."]
+        for index, key in enumerate(keys):
+            await store.set(key, str(index).encode(), 60)
+        assert await store.get_many(keys) == [str(i).encode() for i in range(len(keys))]
+        assert await store.size() == len(keys)
