@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tina4_sidecar.store")
 
+CLEAR_TIMEOUT = 30.0
+"""Seconds a ``clear()`` may take (it may have many keys to remove)."""
+
 LAYERS = ("resp", "kv", "query", "meta")
 """Sub-namespaces: HTTP responses, the key/value API, query results, and bookkeeping."""
 
@@ -146,7 +149,8 @@ class Store(ABC):
 
     async def clear(self) -> bool:
         """Remove every key of this namespace and layer, and nothing else. False when it failed."""
-        result = await self._guard("clear", self._clear(), False)
+        # A clear of a large layer (SCAN + UNLINK, DELETE of many rows) may take longer than a get.
+        result = await self._guard("clear", self._clear(), False, bound=max(self.timeout, CLEAR_TIMEOUT))
         return result is not False
 
     async def size(self) -> int:
@@ -240,11 +244,11 @@ class Store(ABC):
         else:
             self.counters.misses += 1
 
-    async def _guard[T](self, op: str, call: Awaitable[T], failed: T) -> T:
+    async def _guard[T](self, op: str, call: Awaitable[T], failed: T, bound: float | None = None) -> T:
         try:
             if self.in_process:
                 return await call
-            return await asyncio.wait_for(call, self.timeout)
+            return await asyncio.wait_for(call, bound or self.timeout)
         except Exception as exc:  # the contract: a backend failure never fails the caller
             self.record_error(op, exc)
             return failed

@@ -1,0 +1,249 @@
+"""The ``database`` store: cache entries in a SQL table, on PostgreSQL or on an embedded SQLite file.
+
+Which database: the ``url`` argument (the query cache passes ``TINA4_DB_CACHE_URL``), else
+``TINA4_CACHE_URL``, else the app's ``TINA4_DATABASE_URL``, else a SQLite file
+``<TINA4_CACHE_DIR>/cache.sqlite3``. PostgreSQL URLs: ``postgresql://``, ``postgres://``,
+``pgsql://`` (Tina4's alias) and SQLAlchemy's ``postgresql+psycopg://``; any libpq URI parameter
+works (``?sslmode=require``, ``?options=-csearch_path%3Dcache``). SQLite URLs follow Tina4:
+``sqlite:///relative/path``, ``sqlite:////absolute/path``, ``sqlite:/absolute/path``,
+``sqlite3:`` as an alias, ``sqlite::memory:``. ``TINA4_CACHE_USERNAME``/``PASSWORD`` fill in
+what the URL leaves out. Any other engine, or a URL that cannot be parsed, is a configuration error raised by
+``from_settings``: :class:`DatabaseURLError`, both a ``ConfigError`` (the command line prints it
+as one line) and a ``ValueError`` (what ``open_store`` documents for a malformed URL).
+
+The table is ``tina4_sidecar_cache``, not Tina4's own ``tina4_cache``. Tina4's in-app cache
+creates ``tina4_cache(cache_key VARCHAR(255), value TEXT, expires_at)`` in the same app database,
+stores JSON text with ``0`` meaning "no expiry", and its ``clear()`` is ``DELETE FROM tina4_cache``.
+Sharing that table would break both sides: our binary values in a TEXT column, keys longer than
+255 characters, and every in-app ``cache_clear()`` wiping the sidecar's responses. Our table::
+
+    tina4_sidecar_cache(cache_key TEXT PRIMARY KEY,  -- Store.full_key(key)
+                        ns TEXT NOT NULL,            -- "<namespace>:<layer>": clear() and size()
+                        value BYTEA | BLOB NOT NULL,
+                        expires_at DOUBLE PRECISION | REAL NULL)  -- epoch seconds; NULL = never
+
+A key whose full form exceeds ``LONG_KEY_BYTES`` (PostgreSQL's btree index refuses entries over
+about 2.7 kB, and response keys carry whole query strings), or that a text column cannot hold
+(a NUL character, a lone surrogate), is stored under ``<namespace>:<layer>:#sha256:<digest>``;
+so is a short key that itself starts with ``#sha256:``, which keeps the mapping one-to-one.
+
+``clear()`` and ``size()`` compare ``ns`` for equality, so they touch exactly one namespace and
+layer (no LIKE patterns, no escaping). Expired rows are filtered on every read and removed by
+a sweep every minute; a sweep removes expired rows of every namespace, because an expired row
+is dead for every reader and an application that went away leaves nobody else to sweep its rows.
+
+Clock: expiry times are written and compared with the sidecar's ``time.time()``, never the
+database's ``now()``. Sidecars on several hosts need synced clocks only for TTL accuracy: a host
+whose clock runs ahead sees entries expire early. Invalidation (delete, clear) never depends
+on clocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import random
+import re
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from tina4_sidecar.config import ConfigError
+from tina4_sidecar.store.contract import Store, StoreStats
+
+if TYPE_CHECKING:
+    from tina4_sidecar.config import CacheSettings
+
+TABLE = "tina4_sidecar_cache"
+SQLITE_DEFAULT_FILE = "cache.sqlite3"
+SWEEP_INTERVAL = 60.0
+SWEEP_BATCH = 1000
+SWEEP_MAX_BATCHES = 20
+"""A sweep stops after this many batches; the next one carries on, so no sweep runs long."""
+
+LONG_KEY_BYTES = 1000
+LONG_KEY_MARK = "#sha256:"
+
+POSTGRES_SCHEMES = ("postgresql", "postgres", "pgsql", "postgresql+psycopg", "postgresql+psycopg2")
+SQLITE_SCHEMES = ("sqlite", "sqlite3")
+
+
+class DatabaseURLError(ConfigError, ValueError):
+    """The database store's URL names an engine it does not speak, or cannot be parsed."""
+
+
+class SqlEngine(Protocol):
+    """What the store needs from a database; keys are full keys, times are epoch seconds.
+
+    Methods may raise anything; the store's guard turns failures into misses and counted errors.
+    ``open`` raises StoreUnavailable with a message naming the database (never its password).
+    """
+
+    name: str
+    target: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def get(self, key: str, now: float) -> bytes | None: ...
+
+    async def get_many(self, keys: list[str], now: float) -> dict[str, bytes]: ...
+
+    async def set(self, key: str, ns: str, value: bytes, expires_at: float | None) -> None: ...
+
+    async def delete(self, key: str, now: float) -> bool: ...
+
+    async def clear(self, ns: str) -> None: ...
+
+    async def count(self, ns: str, now: float) -> int: ...
+
+    async def sweep(self, now: float, limit: int) -> int: ...
+
+    async def ping(self) -> None: ...
+
+
+class DatabaseStore(Store):
+    """One namespace and layer in the ``tina4_sidecar_cache`` table of a SQL database."""
+
+    backend_name = "database"
+
+    def __init__(
+        self,
+        engine: SqlEngine,
+        namespace: str,
+        layer: str,
+        timeout: float = 1.0,
+        sweep_interval: float = SWEEP_INTERVAL,
+    ) -> None:
+        super().__init__(namespace, layer, timeout)
+        self.engine = engine
+        self.ns = self.prefix.removesuffix(":")
+        self.sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> DatabaseStore:
+        """Raises DatabaseURLError for a URL of an engine this store does not speak."""
+        return cls(
+            engine_for(settings, url, name=f"{settings.cache_namespace}:{layer}"),
+            settings.cache_namespace,
+            layer,
+            settings.cache_timeout,
+        )
+
+    def row_key(self, key: str) -> str:
+        """The ``cache_key`` of ``key``: its full key, or a digest where a SQL text column cannot hold it."""
+        full = self.full_key(key)
+        try:
+            storable = len(full.encode()) <= LONG_KEY_BYTES and "\x00" not in full
+        except UnicodeEncodeError:  # a lone surrogate: not valid UTF-8 text
+            storable = False
+        if storable and not key.startswith(LONG_KEY_MARK):
+            return full
+        return self.prefix + LONG_KEY_MARK + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Delete expired rows (of every namespace) in bounded batches; the number deleted."""
+        at = time.time() if now is None else now
+        removed = 0
+        for _ in range(SWEEP_MAX_BATCHES):
+            batch = await self._guard("sweep", self.engine.sweep(at, SWEEP_BATCH), -1)
+            if batch < 0:
+                break
+            removed += batch
+            if batch < SWEEP_BATCH:
+                break
+        return removed
+
+    async def stats(self) -> StoreStats:
+        snapshot = await super().stats()
+        return dataclasses.replace(snapshot, extra={"engine": self.engine.name, "target": self.engine.target})
+
+    async def _open(self) -> None:
+        await self.engine.open()
+        if self.sweep_interval > 0:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name=f"sweep {self.ns}")
+
+    async def _close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        await self.engine.close()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            # Jitter: the stores of one sidecar, and several sidecars, should not sweep in lockstep.
+            await asyncio.sleep(self.sweep_interval * random.uniform(0.8, 1.2))
+            await self.sweep()
+
+    async def _get(self, key: str) -> bytes | None:
+        return await self.engine.get(self.row_key(key), time.time())
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        rows = [self.row_key(key) for key in keys]
+        found = await self.engine.get_many(list(dict.fromkeys(rows)), time.time())
+        return [found.get(row) for row in rows]
+
+    async def _set(self, key: str, value: bytes, ttl: int) -> None:
+        await self.engine.set(self.row_key(key), self.ns, value, self.expires_at(ttl))
+
+    async def _delete(self, key: str) -> bool:
+        return await self.engine.delete(self.row_key(key), time.time())
+
+    async def _clear(self) -> None:
+        await self.engine.clear(self.ns)
+
+    async def _size(self) -> int:
+        return await self.engine.count(self.ns, time.time())
+
+    async def _ping(self) -> None:
+        await self.engine.ping()
+
+
+def database_url(settings: CacheSettings, url: str | None = None) -> tuple[str, str]:
+    """The URL to use and the setting it came from (for error messages)."""
+    if url and url.strip():
+        return url.strip(), "the database store's URL"
+    if settings.cache_url:
+        return settings.cache_url, "TINA4_CACHE_URL"
+    if settings.database_url:
+        return settings.database_url, "TINA4_DATABASE_URL"
+    return f"sqlite:///{settings.cache_dir / SQLITE_DEFAULT_FILE}", "TINA4_CACHE_DIR"
+
+
+def engine_for(settings: CacheSettings, url: str | None = None, name: str = "cache") -> SqlEngine:
+    """The engine for the resolved URL; DatabaseURLError names the setting when it cannot be used."""
+    chosen, source = database_url(settings, url)
+    scheme, sep, _ = chosen.partition(":")
+    scheme = scheme.lower()
+    if scheme in SQLITE_SCHEMES:
+        from tina4_sidecar.store.backends.database_sqlite import SqliteEngine, sqlite_path
+
+        try:
+            return SqliteEngine(sqlite_path(chosen), settings.cache_timeout)
+        except ValueError as exc:
+            raise DatabaseURLError(f"{source}: {exc}") from None
+    if sep and scheme in POSTGRES_SCHEMES:
+        from tina4_sidecar.store.backends.database_postgres import PostgresEngine
+
+        password = settings.cache_password.get_secret_value() if settings.cache_password else None
+        try:
+            return PostgresEngine(
+                "postgresql" + chosen[len(scheme) :],
+                settings.cache_timeout,
+                username=settings.cache_username,
+                password=password,
+                name=name,
+            )
+        except ValueError as exc:
+            raise DatabaseURLError(f"{source}: {exc}") from None
+    # Only the scheme may be shown: the rest of the URL can hold a password.
+    looks_like_url = re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme) and chosen[len(scheme) :].startswith("://")
+    shown = f"a {scheme}:// URL" if looks_like_url else "a value without a driver:// scheme"
+    raise DatabaseURLError(
+        f"{source}: the database store speaks PostgreSQL (postgresql://, postgres://, pgsql://, "
+        f"postgresql+psycopg://) and SQLite (sqlite:///relative/path, sqlite:////absolute/path), "
+        f"not {shown}; set TINA4_CACHE_URL to one of those or choose another TINA4_CACHE_BACKEND"
+    )
