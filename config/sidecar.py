@@ -51,6 +51,12 @@ class SidecarSettings(BaseSettings):
         10 * 1024 * 1024,
         description="Responses larger than this are streamed through and not stored.",
     )
+    tag_header: str = Field(
+        "X-Cache-Tags",
+        description="Response header in which the app names cache tags (comma or space separated); "
+        "the sidecar removes it before the client sees it.",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+    )
     cache_status_name: str = Field(
         "tina4-sidecar",
         description="Cache name in the RFC 9211 Cache-Status header.",

@@ -5,7 +5,8 @@ Format (no pickle: a store shared with other processes must never execute what i
     b"T4SR" | version u8 | status u16 | stored_at f64 | ttl u32 | meta length u32 | meta | body
 
 ``meta`` is JSON: the end-to-end response headers as ``[name, value]`` pairs in order
-(repeated names kept), and the request's values of the headers named by ``Vary``.
+(repeated names kept), the request's values of the headers named by ``Vary``, and the
+invalidation tokens the entry depends on.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Entry:
     ttl: int
     vary: tuple[tuple[str, str | None], ...] = ()
     """``(header name, request value)`` pairs that a later request must match."""
+    tokens: tuple[tuple[str, str | None], ...] = ()
+    """Invalidation tokens seen before the response was fetched (``store.invalidation``)."""
 
     def expires_at(self) -> float:
         return self.stored_at + self.ttl
@@ -53,7 +56,11 @@ class Entry:
 
     def encode(self) -> bytes:
         meta = json.dumps(
-            {"h": [list(pair) for pair in self.headers], "v": [list(pair) for pair in self.vary]},
+            {
+                "h": [list(pair) for pair in self.headers],
+                "v": [list(pair) for pair in self.vary],
+                "t": [list(pair) for pair in self.tokens],
+            },
             separators=(",", ":"),
         ).encode()
         head = _HEAD.pack(MAGIC, VERSION, self.status, self.stored_at, self.ttl, len(meta))
@@ -74,7 +81,12 @@ class Entry:
         try:
             meta = json.loads(data[_HEAD.size : meta_end])
             headers = tuple((str(name), str(value)) for name, value in meta["h"])
-            vary = tuple((str(name), None if value is None else str(value)) for name, value in meta["v"])
+            vary = _pairs(meta["v"])
+            tokens = _pairs(meta.get("t", []))
         except (ValueError, KeyError, TypeError) as exc:
             raise EntryError(f"bad metadata: {exc}") from None
-        return cls(status, headers, data[meta_end:], stored_at, ttl, vary)
+        return cls(status, headers, data[meta_end:], stored_at, ttl, vary, tokens)
+
+
+def _pairs(items: list[list[str | None]]) -> tuple[tuple[str, str | None], ...]:
+    return tuple((str(name), None if value is None else str(value)) for name, value in items)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import aiohttp
 from aiohttp import web
@@ -28,6 +28,8 @@ from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.proxy.upstream import UpstreamTimeout, UpstreamUnavailable
 from tina4_sidecar.proxy.websocket import is_websocket_upgrade, proxy_websocket
+from tina4_sidecar.store.invalidation import read_tokens, still_valid, tokens_from
+from tina4_sidecar.store.response_key import TAG_EPOCH, lookup_scopes, tag_scope
 
 log = logging.getLogger("tina4_sidecar.proxy")
 
@@ -47,10 +49,10 @@ async def handle(sidecar: Sidecar, request: web.Request) -> web.StreamResponse:
     if reason is not None:
         return await bypass(request, sidecar, reason)
     key = sidecar.key_for(head)
-    entry = await lookup(sidecar, key, head)
-    if entry is not None:
-        return deliver_hit(request, sidecar, entry)
-    return await fetch_and_store(request, sidecar, head, rule, key)
+    found = await lookup(sidecar, key, head)
+    if found.entry is not None:
+        return deliver_hit(request, sidecar, found.entry)
+    return await fetch_and_store(request, sidecar, head, rule, key, found.tokens)
 
 
 def receive(request: web.Request) -> RequestHead:
@@ -66,21 +68,36 @@ def receive(request: web.Request) -> RequestHead:
     )
 
 
-async def lookup(sidecar: Sidecar, key: str, head: RequestHead) -> Entry | None:
-    """The fresh entry for this request's variant, or None."""
-    raw = await sidecar.store.get(key)
+@dataclass(slots=True)
+class Lookup:
+    """What a lookup read in its one round trip: the entry (if fresh and valid) and the tokens."""
+
+    entry: Entry | None
+    tokens: dict[str, str | None]
+
+
+async def lookup(sidecar: Sidecar, key: str, head: RequestHead) -> Lookup:
+    """The fresh, unpurged entry for this request's variant, and the invalidation tokens."""
+    scopes = lookup_scopes(head.raw_path, sidecar.query_filter.canonical(head.query))
+    raw, *values = await sidecar.store.get_many([key, *scopes])
+    tokens = tokens_from(values, scopes)
     if raw is None:
-        return None
+        return Lookup(None, tokens)
     try:
         entry = Entry.decode(raw)
     except EntryError as exc:
         log.warning("unreadable cache entry for %s: %s", key, exc)
-        return None
+        return Lookup(None, tokens)
     if not entry.is_fresh(time.time()):
-        return None
+        return Lookup(None, tokens)
     if not entry.matches_vary({name: head.header(name) for name, _ in entry.vary}):
-        return None
-    return entry
+        return Lookup(None, tokens)
+    recorded = dict(entry.tokens)
+    unread = [name for name in recorded if name not in tokens]
+    current = {**tokens, **(await read_tokens(sidecar.store, unread))} if unread else tokens
+    if not still_valid(recorded, current):
+        return Lookup(None, tokens)
+    return Lookup(entry, tokens)
 
 
 def deliver_hit(request: web.Request, sidecar: Sidecar, entry: Entry) -> web.Response:
@@ -101,7 +118,12 @@ def deliver_hit(request: web.Request, sidecar: Sidecar, entry: Entry) -> web.Res
 
 
 async def fetch_and_store(
-    request: web.Request, sidecar: Sidecar, head: RequestHead, rule: Rule, key: str
+    request: web.Request,
+    sidecar: Sidecar,
+    head: RequestHead,
+    rule: Rule,
+    key: str,
+    tokens: dict[str, str | None],
 ) -> web.StreamResponse:
     """miss: fetch from the app (HEAD as GET, to fill the entry), stream it out, store it."""
     sidecar.counters.misses += 1
@@ -109,7 +131,7 @@ async def fetch_and_store(
     upstream_headers = to_upstream(request.headers, request.remote, head.scheme, head.host)
     try:
         async with sidecar.upstream.request("GET", request.raw_path, upstream_headers) as upstream:
-            headers = end_to_end(upstream.headers, drop=ch.OWN_HEADERS)
+            headers = end_to_end(upstream.headers, drop=(*ch.OWN_HEADERS, sidecar.settings.tag_header))
             reason = unstorable_reason(upstream.status, upstream.headers, rule)
             too_big = upstream.content_length is not None and upstream.content_length > limit
             storable = reason is None and not too_big
@@ -139,7 +161,10 @@ async def fetch_and_store(
             except STREAM_ERRORS as exc:
                 return abort_stream(request, response, exc)
             if body is not None:
-                await store(sidecar, key, head, upstream.status, upstream.headers, bytes(body), rule.ttl)
+                tags = (*rule.tags, *header_tags(upstream.headers.get(sidecar.settings.tag_header, "")))
+                await store(
+                    sidecar, key, head, upstream.status, upstream.headers, bytes(body), rule.ttl, tokens, tags
+                )
             await response.write_eof()
             return response
     except (UpstreamUnavailable, UpstreamTimeout) as exc:
@@ -154,8 +179,18 @@ async def store(
     upstream_headers: CIMultiDictProxy[str],
     body: bytes,
     ttl: int,
+    tokens: dict[str, str | None],
+    tags: tuple[str, ...],
 ) -> None:
-    headers = end_to_end(upstream_headers, drop=ch.OWN_HEADERS)
+    """Store the entry with the tokens read before the fetch (and those of its tags)."""
+    recorded = {name: token for name, token in tokens.items() if name != TAG_EPOCH}
+    if tags:
+        tag_scopes = [tag_scope(tag) for tag in dict.fromkeys(tags)]
+        now = await read_tokens(sidecar.store, [*tag_scopes, TAG_EPOCH])
+        if now[TAG_EPOCH] != tokens.get(TAG_EPOCH):
+            return  # a tag purge ran while the app was answering: this body may be stale already
+        recorded.update((name, now[name]) for name in tag_scopes)
+    headers = end_to_end(upstream_headers, drop=(*ch.OWN_HEADERS, sidecar.settings.tag_header))
     names = vary_names(headers)
     if "Content-Encoding" in headers and "accept-encoding" not in names:
         # A compressed body without Vary must still only reach clients that accept it.
@@ -167,6 +202,7 @@ async def store(
         stored_at=time.time(),
         ttl=ttl,
         vary=tuple((name, head.header(name)) for name in names),
+        tokens=tuple(recorded.items()),
     )
     await sidecar.store.set(key, entry.encode(), ttl)
 
@@ -201,7 +237,7 @@ async def forward(
         async with sidecar.upstream.request(request.method, request.raw_path, headers, data) as upstream:
             out = end_to_end(upstream.headers)
             if extra is not None:
-                for name in ch.OWN_HEADERS:
+                for name in (*ch.OWN_HEADERS, sidecar.settings.tag_header):
                     out.popall(name, None)
                 out.update(extra)
             if status_member is not None:
@@ -218,6 +254,11 @@ async def forward(
             return response
     except (UpstreamUnavailable, UpstreamTimeout) as exc:
         return gateway_error(sidecar.upstream.base_url, exc)
+
+
+def header_tags(value: str) -> tuple[str, ...]:
+    """Tags the app named in its tag header: comma or space separated."""
+    return tuple(tag for tag in value.replace(",", " ").split() if tag)
 
 
 def abort_stream(

@@ -41,3 +41,28 @@ def response_key(method: str, scheme: str, host: str, raw_path: str, canonical_q
     verb = "GET" if method in ("GET", "HEAD") else method
     query = f"?{canonical_query}" if canonical_query else ""
     return f"{verb} {scheme}://{host.lower()}{raw_path}{query}"
+
+
+TAG_EPOCH = "~tok:tag-epoch"
+"""Changes on every tag purge. Tags of a response are known only once the app has answered, so
+their tokens are read after the fetch; a fetch that saw another epoch is not stored."""
+
+
+def url_scope(raw_path: str, canonical_query: str) -> str:
+    """Token key of one URL (all hosts, all variants): purged by ``purge_url``."""
+    return f"~tok:url:{raw_path}?{canonical_query}"
+
+
+def route_scope(raw_path: str) -> str:
+    """Token key of a path with every query string: purged by ``purge_route``."""
+    return f"~tok:route:{raw_path}"
+
+
+def tag_scope(tag: str) -> str:
+    return f"~tok:tag:{tag}"
+
+
+def lookup_scopes(raw_path: str, canonical_query: str) -> list[str]:
+    """The tokens a lookup reads with the entry, in one round trip; the epoch is last on purpose
+    (see ``TAG_EPOCH``)."""
+    return ["~tok:all", route_scope(raw_path), url_scope(raw_path, canonical_query), TAG_EPOCH]
