@@ -143,6 +143,14 @@ class Store(ABC):
         result = await self._guard("set", self._set(key, bytes(value), ttl), False)
         return result is not False
 
+    async def add(self, key: str, value: bytes, ttl: int) -> bool:
+        """Store ``value`` only if ``key`` holds no live value, atomically across every process
+        sharing the store (a lock). True when this call stored it; False when the key was taken
+        or the store failed."""
+        if ttl < 0:
+            raise ValueError("ttl must be >= 0 (0 means no expiry)")
+        return bool(await self._guard("add", self._add(key, bytes(value), ttl), False))
+
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when it existed."""
         return bool(await self._guard("delete", self._delete(key), False))
@@ -208,6 +216,9 @@ class Store(ABC):
 
     @abstractmethod
     async def _set(self, key: str, value: bytes, ttl: int) -> None: ...
+
+    async def _add(self, key: str, value: bytes, ttl: int) -> bool:
+        raise NotImplementedError(f"{self.backend_name} has no atomic add")
 
     @abstractmethod
     async def _delete(self, key: str) -> bool: ...

@@ -184,6 +184,10 @@ class FileStore(Store):
         content = encode_entry(self.full_key(key), value, self.expires_at(ttl) or 0.0)
         await asyncio.to_thread(self._write, self.path_for(key), content)
 
+    async def _add(self, key: str, value: bytes, ttl: int) -> bool:
+        content = encode_entry(self.full_key(key), value, self.expires_at(ttl) or 0.0)
+        return await asyncio.to_thread(self._add_sync, key, content, time.time())
+
     async def _delete(self, key: str) -> bool:
         return await asyncio.to_thread(self._delete_sync, key, time.time())
 
@@ -253,6 +257,27 @@ class FileStore(Store):
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
+
+    def _add_sync(self, key: str, content: bytes, now: float) -> bool:
+        """Create the file only if no live entry holds the name: ``os.link`` fails when the name
+        exists, so exactly one of several processes wins."""
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:16]}.", suffix=_TEMP_SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            for _ in range(2):
+                try:
+                    os.link(temp, path)
+                    return True
+                except FileExistsError:
+                    if self._read_live(key, now) is not None:  # removes an expired or bad file
+                        return False
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
 
     def _delete_sync(self, key: str, now: float) -> bool:
         """Remove the file of ``key``; True only when it held a live entry."""

@@ -57,13 +57,25 @@ class Shard:
 
     def set(self, key: str, value: bytes, expires_at: float, now: float) -> None:
         with self._lock:
-            self._remove(key)
-            if len(value) > self.max_bytes:
-                return  # could never fit: storing it would only evict everything else
-            self._entries[key] = _Entry(value, expires_at)
-            self.nbytes += len(value)
-            self._drop_cold_expired(now)
-            self._evict()
+            self._put(key, value, expires_at, now)
+
+    def _put(self, key: str, value: bytes, expires_at: float, now: float) -> None:
+        self._remove(key)
+        if len(value) > self.max_bytes:
+            return  # could never fit: storing it would only evict everything else
+        self._entries[key] = _Entry(value, expires_at)
+        self.nbytes += len(value)
+        self._drop_cold_expired(now)
+        self._evict()
+
+    def add(self, key: str, value: bytes, expires_at: float, now: float) -> bool:
+        """Set ``key`` unless it holds a live entry; True when this call set it."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and not (entry.expires_at and entry.expires_at <= now):
+                return False
+            self._put(key, value, expires_at, now)
+            return True
 
     def delete(self, key: str, now: float) -> bool:
         """Remove ``key``; True only when it held a live entry."""
@@ -183,6 +195,10 @@ class MemoryStore(Store):
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
         now = time.monotonic()
         self.shard.set(key, value, now + ttl if ttl else 0.0, now)
+
+    async def _add(self, key: str, value: bytes, ttl: int) -> bool:
+        now = time.monotonic()
+        return self.shard.add(key, value, now + ttl if ttl else 0.0, now)
 
     async def _delete(self, key: str) -> bool:
         return self.shard.delete(key, time.monotonic())

@@ -365,3 +365,30 @@ class ContractSuite:
             await store.set(key, str(index).encode(), 60)
         assert await store.get_many(keys) == [str(i).encode() for i in range(len(keys))]
         assert await store.size() == len(keys)
+
+
+class AddSuite:
+    """``add()``: set-if-absent, atomic across concurrent callers. Mixed into a backend's suite
+    once the backend implements ``_add``; uses the same ``make_store`` fixture."""
+
+    async def test_add_sets_only_when_absent(self, make_store: MakeStore) -> None:
+        store = await make_store()
+        assert await store.add("lock", b"a", 0)
+        assert not await store.add("lock", b"b", 0)
+        assert await store.get("lock") == b"a"
+        assert await store.delete("lock")
+        assert await store.add("lock", b"c", 0)
+
+    async def test_add_replaces_an_expired_value(self, make_store: MakeStore) -> None:
+        store = await make_store()
+        assert await store.add("short", b"old", 1)
+        await asyncio.sleep(2.1)
+        assert await store.add("short", b"new", 0)
+        assert await store.get("short") == b"new"
+
+    async def test_exactly_one_of_many_concurrent_adds_wins(self, make_store: MakeStore) -> None:
+        stores = [await make_store() for _ in range(4)]
+        results = await asyncio.gather(*(stores[i % 4].add("race", str(i).encode(), 30) for i in range(40)))
+        assert results.count(True) == 1
+        winner = results.index(True)
+        assert await stores[0].get("race") == str(winner).encode()

@@ -25,6 +25,7 @@ from tina4_sidecar.store.backends.file import (
 from tina4_sidecar.store.contract import LAYERS, StoreUnavailable
 
 from tests.store.contract_suite import (
+    AddSuite,
     ContractSuite,
     ForeignExists,
     ForeignWrite,
@@ -49,7 +50,7 @@ def foreign_paths(tmp_path: Path, raw_key: str) -> list[Path]:
     return [tmp_path / "cache" / "foreign" / digest[:2] / digest, sibling]
 
 
-class TestFileContract(ContractSuite):
+class TestFileContract(ContractSuite, AddSuite):
     backend_name = "file"
 
     @pytest.fixture

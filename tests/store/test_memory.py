@@ -11,6 +11,7 @@ from tina4_sidecar.config import CacheSettings
 from tina4_sidecar.store.backends.memory import REGISTRY, MemoryStore, Shard
 
 from tests.store.contract_suite import (
+    AddSuite,
     ContractSuite,
     ForeignExists,
     ForeignWrite,
@@ -26,7 +27,7 @@ def raw_shard(raw_key: str) -> tuple[Shard, str]:
     return REGISTRY.shard(prefix + colon), key
 
 
-class TestMemoryContract(ContractSuite):
+class TestMemoryContract(ContractSuite, AddSuite):
     backend_name = "memory"
 
     @pytest.fixture
