@@ -110,7 +110,6 @@ def deliver_hit(request: web.Request, sidecar: Sidecar, entry: Entry) -> web.Res
     headers["Cache-Status"] = ch.append_member(
         headers.get("Cache-Status"), ch.cache_status_hit(sidecar.settings.cache_status_name, remaining)
     )
-    sidecar.counters.hits += 1
     response = web.Response(status=entry.status, headers=headers)
     # aiohttp sends no body for HEAD but keeps this Content-Length: the GET entry's length.
     response.body = entry.body
@@ -126,7 +125,6 @@ async def fetch_and_store(
     tokens: dict[str, str | None],
 ) -> web.StreamResponse:
     """miss: fetch from the app (HEAD as GET, to fill the entry), stream it out, store it."""
-    sidecar.counters.misses += 1
     limit = sidecar.settings.max_object_bytes
     upstream_headers = to_upstream(request.headers, request.remote, head.scheme, head.host)
     try:

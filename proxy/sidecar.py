@@ -7,16 +7,11 @@ from dataclasses import dataclass, field
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import RuleSet
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
+from tina4_sidecar.proxy.metrics import Metrics
 from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.upstream import Upstream
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.response_key import QueryFilter, response_key
-
-
-@dataclass
-class RequestCounters:
-    hits: int = 0
-    misses: int = 0
 
 
 @dataclass
@@ -27,7 +22,7 @@ class Sidecar:
     upstream: Upstream
     manifest: ManifestWatcher
     query_filter: QueryFilter
-    counters: RequestCounters = field(default_factory=RequestCounters)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def rules(self) -> RuleSet:
