@@ -104,6 +104,11 @@ class Rule:
     statuses: tuple[int, ...] = (200,)
     tags: tuple[str, ...] = ()
     source: str = "manifest"
+    stale_while_revalidate: int | None = None
+    """Seconds of RFC 5861 grace for this route; None = the sidecar's setting."""
+    stale_if_error: int | None = None
+    max_bytes: int | None = None
+    """Largest body stored for this route; None = the sidecar's TINA4_SIDECAR_MAX_OBJECT_BYTES."""
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
     literal: str | None = field(init=False, repr=False, compare=False)
 
@@ -117,7 +122,7 @@ class Rule:
             object.__setattr__(self, "cache", False)
 
     def to_json(self) -> dict[str, object]:
-        return {
+        document: dict[str, object] = {
             "method": self.method,
             "path": self.path,
             "cache": self.cache,
@@ -127,6 +132,13 @@ class Rule:
             "tags": list(self.tags),
             "source": self.source,
         }
+        optional = {
+            "stale_while_revalidate": self.stale_while_revalidate,
+            "stale_if_error": self.stale_if_error,
+            "max_bytes": self.max_bytes,
+        }
+        document.update({name: value for name, value in optional.items() if value is not None})
+        return document
 
 
 type _Matcher = Callable[[str], re.Match[str] | None]
@@ -239,6 +251,9 @@ class _RouteModel(BaseModel):
     statuses: Annotated[list[_Status], Field(min_length=1, max_length=100)] = [200]
     tags: Annotated[list[_Tag], Field(max_length=64)] = []
     source: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")] | None = None
+    stale_while_revalidate: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    stale_if_error: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    max_bytes: Annotated[int, Field(ge=0, le=2**40)] | None = None
 
 
 class _ManifestModel(BaseModel):
@@ -304,6 +319,9 @@ def read_manifest(data: bytes, *, default_source: str = "manifest") -> Manifest:
                     statuses=tuple(sorted(set(route.statuses))),
                     tags=tuple(dict.fromkeys(route.tags)),
                     source=route.source or default_source,
+                    stale_while_revalidate=route.stale_while_revalidate,
+                    stale_if_error=route.stale_if_error,
+                    max_bytes=route.max_bytes,
                 )
             )
         except PathPatternError as exc:

@@ -57,6 +57,34 @@ class SidecarSettings(BaseSettings):
         "the sidecar removes it before the client sees it.",
         pattern=r"^[A-Za-z0-9-]{1,64}$",
     )
+    stale_while_revalidate: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Seconds after expiry during which an entry is served at once while one background "
+        "refresh runs (RFC 5861). Off by default: the spec says the next request after the TTL runs the "
+        "handler. A rule or the response's Cache-Control may set it per route.",
+    )
+    stale_if_error: Annotated[int, Field(ge=0)] = Field(
+        300,
+        description="Seconds after expiry during which an entry is served when the app is unreachable, "
+        "times out or answers 5xx (RFC 5861). A rule or the response's Cache-Control may set it.",
+    )
+    ttl_jitter: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0,
+        description="Fraction of the TTL taken off at random per stored entry, so entries stored together "
+        "expire apart (0.1 = up to 10%). Off by default: X-Cache-TTL then shows the rule's TTL exactly.",
+    )
+    early_refresh_beta: Annotated[float, Field(ge=0, le=10)] = Field(
+        1.0,
+        description="Probabilistic early refresh (XFetch) of hot entries before expiry; 0 turns it off.",
+    )
+    hit_for_miss: Annotated[float, Field(ge=0, le=3600)] = Field(
+        5.0,
+        description="Seconds an uncacheable answer stops later requests for it from waiting on one fetch.",
+    )
+    lock_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        10.0,
+        description="Lifetime of the store lock that lets one sidecar of several fetch a cold key.",
+    )
     cache_status_name: str = Field(
         "tina4-sidecar",
         description="Cache name in the RFC 9211 Cache-Status header.",

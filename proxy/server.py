@@ -29,7 +29,10 @@ async def start_sidecar(settings: SidecarSettings, cache_settings: CacheSettings
             static = load_rules_file(settings.rules_file)
         except ManifestError as exc:
             raise ConfigError(f"TINA4_SIDECAR_RULES_FILE: {exc}") from None
-    store = await open_store(cache_settings, "resp")
+    try:
+        store = await open_store(cache_settings, "resp")
+    except ValueError as exc:  # a malformed URL is a configuration mistake, not an outage
+        raise ConfigError(f"TINA4_CACHE_URL: {exc}") from None
     upstream = Upstream(settings.upstream, settings.connect_timeout, settings.upstream_timeout)
     manifest = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static)
     await manifest.start()

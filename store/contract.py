@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tina4_sidecar.store")
 
+SIZE_TIMEOUT = 5.0
 CLEAR_TIMEOUT = 30.0
 """Seconds a ``clear()`` may take (it may have many keys to remove)."""
 
@@ -163,7 +164,8 @@ class Store(ABC):
 
     async def size(self) -> int:
         """Number of live entries in this namespace and layer (may be approximate)."""
-        return int(await self._guard("size", self._size(), 0) or 0)
+        # Counting may scan (Redis SCAN, a directory walk): more time than a get, less than a clear.
+        return int(await self._guard("size", self._size(), 0, bound=max(self.timeout, SIZE_TIMEOUT)) or 0)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the backend answers within the timeout."""

@@ -1,4 +1,8 @@
-"""Builds the store that ``TINA4_CACHE_BACKEND`` names, importing only that backend's driver."""
+"""Builds the store that ``TINA4_CACHE_BACKEND`` names, importing only that backend's driver.
+
+``open_store()`` is what the sidecar and the client call: it opens the store and puts every
+network store behind the graceful fallback to the file store (``store/fallback.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import importlib
 
 from tina4_sidecar.config import Backend, CacheSettings
 from tina4_sidecar.store.contract import Store
+from tina4_sidecar.store.fallback import FallbackStore
 
 BACKENDS: dict[Backend, str] = {
     Backend.MEMORY: "tina4_sidecar.store.backends.memory:MemoryStore",
@@ -17,6 +22,9 @@ BACKENDS: dict[Backend, str] = {
     Backend.DATABASE: "tina4_sidecar.store.backends.database:DatabaseStore",
 }
 """Backend name -> ``module:Class``. Each class has ``from_settings(settings, layer, url)``."""
+
+LOCAL_BACKENDS = frozenset({Backend.MEMORY, Backend.FILE})
+"""Stores without a server: nothing to fall back from."""
 
 
 def store_class(backend: Backend) -> type[Store]:
@@ -40,3 +48,37 @@ def build_store(
     """
     chosen = backend or settings.cache_backend
     return store_class(chosen).from_settings(settings, layer, url)
+
+
+def with_fallback(
+    settings: CacheSettings, layer: str, backend: Backend, url: str | None = None
+) -> FallbackStore:
+    """An unopened network store behind the file-store fallback; a missing driver is not an error."""
+    try:
+        primary = build_store(settings, layer, backend, url)
+    except ImportError as exc:
+        return FallbackStore(settings, layer, None, primary_name=backend.value, driver_error=exc)
+    return FallbackStore(settings, layer, primary)
+
+
+async def open_store(
+    settings: CacheSettings,
+    layer: str,
+    backend: Backend | None = None,
+    url: str | None = None,
+) -> Store:
+    """An opened store for ``layer``: memory and file as they are, a network store behind a fallback.
+
+    A network store whose driver is missing, or that cannot be reached or refuses the credentials,
+    does not raise: a warning is logged and the file store serves until the store answers (see
+    ``FallbackStore``). A malformed URL raises ValueError, as a configuration mistake. Takes at
+    most about the store's connect timeout when the server is down.
+    """
+    chosen = backend or settings.cache_backend
+    store: Store
+    if chosen in LOCAL_BACKENDS:
+        store = build_store(settings, layer, chosen, url)
+    else:
+        store = with_fallback(settings, layer, chosen, url)
+    await store.open()
+    return store
