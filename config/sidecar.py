@@ -1,11 +1,19 @@
-"""The sidecar's own settings (``TINA4_SIDECAR_*``): where to listen, the app, the manifest."""
+"""The sidecar's own settings (``TINA4_SIDECAR_*``): where to listen, the app, the manifest, admin."""
 
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+MIN_ADMIN_TOKEN_LENGTH = 16
+"""The admin API can purge the whole cache: a guessable token is refused when the sidecar starts
+(there, not here: a validation error here would print the rejected value, the secret itself)."""
+
+_ADMIN_PREFIX = re.compile(r"^/(?:[A-Za-z0-9._~-]+/)+$")
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -91,6 +99,21 @@ class SidecarSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    admin_prefix: str = Field(
+        "/__sidecar/",
+        description="Path prefix of the admin API (stats, metrics, health, ready, purge); "
+        "starts and ends with '/'. Requests under it never reach the app.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for stats, metrics and purge on the public listener "
+        f"(at least {MIN_ADMIN_TOKEN_LENGTH} characters). Unset: those answer 404 there.",
+    )
+    admin_listen: str | None = Field(
+        None,
+        description="Optional HOST:PORT of a separate admin listener that needs no token: "
+        "bind it to localhost or a private network.",
+    )
 
     @field_validator("upstream")
     @classmethod
@@ -117,6 +140,35 @@ class SidecarSettings(BaseSettings):
             raise ValueError(f"must start with '/', got {value!r}")
         return value
 
+    @field_validator("admin_prefix")
+    @classmethod
+    def _check_admin_prefix(cls, value: str) -> str:
+        if not _ADMIN_PREFIX.match(value):
+            raise ValueError(
+                f"expected a path that starts and ends with '/' and has at least one segment "
+                f"of letters, digits and . _ ~ -, like '/__sidecar/', got {value!r}"
+            )
+        return value
+
+    @field_validator("admin_token", "admin_listen", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("admin_listen")
+    @classmethod
+    def _check_admin_listen(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        host, port = split_host_port(value)
+        listen = info.data.get("listen")
+        if listen is not None:
+            public_host, public_port = split_host_port(listen)
+            wildcard = {"0.0.0.0", "::", ""}
+            if port == public_port and (host == public_host or {host, public_host} & wildcard):
+                raise ValueError(f"must differ from TINA4_SIDECAR_LISTEN ({listen})")
+        return value.strip()
+
     @field_validator("ignored_query_params", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
@@ -135,3 +187,7 @@ class SidecarSettings(BaseSettings):
     @property
     def listen_address(self) -> tuple[str, int]:
         return split_host_port(self.listen)
+
+    @property
+    def admin_address(self) -> tuple[str, int] | None:
+        return split_host_port(self.admin_listen) if self.admin_listen is not None else None

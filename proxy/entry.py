@@ -35,6 +35,10 @@ class Entry:
     """``(header name, request value)`` pairs that a later request must match."""
     tokens: tuple[tuple[str, str | None], ...] = ()
     """Invalidation tokens seen before the response was fetched (``store.invalidation``)."""
+    stale_while_revalidate: int = 0
+    stale_if_error: int = 0
+    fetch_seconds: float = 0.0
+    """How long the app took to produce it (drives early refresh)."""
 
     def expires_at(self) -> float:
         return self.stored_at + self.ttl
@@ -50,6 +54,10 @@ class Entry:
     def age(self, now: float) -> int:
         return max(0, int(now - self.stored_at))
 
+    def header(self, name: str) -> str | None:
+        lower = name.lower()
+        return next((value for key, value in self.headers if key.lower() == lower), None)
+
     def matches_vary(self, request_value: dict[str, str | None]) -> bool:
         """True when the request carries the same values for every Vary header."""
         return all(request_value.get(name) == value for name, value in self.vary)
@@ -60,6 +68,7 @@ class Entry:
                 "h": [list(pair) for pair in self.headers],
                 "v": [list(pair) for pair in self.vary],
                 "t": [list(pair) for pair in self.tokens],
+                "w": [self.stale_while_revalidate, self.stale_if_error, self.fetch_seconds],
             },
             separators=(",", ":"),
         ).encode()
@@ -83,9 +92,21 @@ class Entry:
             headers = tuple((str(name), str(value)) for name, value in meta["h"])
             vary = _pairs(meta["v"])
             tokens = _pairs(meta.get("t", []))
+            swr, sie, fetch_seconds = meta.get("w", (0, 0, 0.0))
         except (ValueError, KeyError, TypeError) as exc:
             raise EntryError(f"bad metadata: {exc}") from None
-        return cls(status, headers, data[meta_end:], stored_at, ttl, vary, tokens)
+        return cls(
+            status,
+            headers,
+            data[meta_end:],
+            stored_at,
+            ttl,
+            vary,
+            tokens,
+            int(swr),
+            int(sie),
+            float(fetch_seconds),
+        )
 
 
 def _pairs(items: list[list[str | None]]) -> tuple[tuple[str, str | None], ...]:

@@ -1,8 +1,11 @@
 """The request's way through the sidecar, one small function per step (Varnish-style).
 
     receive -> decide (rule? cacheable request?) -> lookup
-        -> hit:  deliver
-        -> miss: fetch -> storable? -> store while streaming -> deliver
+        -> fresh:                  deliver HIT (and maybe refresh early, in the background)
+        -> stale-while-revalidate: deliver stale, refresh once in the background
+        -> miss (or stale):        wait for a running fetch of the same key (coalesce), or
+                                   fetch (holding the store lock) -> storable? -> store while
+                                   streaming -> deliver; the app failing -> deliver stale-if-error
 
 Requests that no cached rule covers are forwarded untouched (``pass_through``); requests on a
 cached route that must not share a cache entry (cookies, credentials) are forwarded and marked
@@ -11,30 +14,41 @@ cached route that must not share a cache entry (cookies, credentials) are forwar
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy import cache_headers as ch
-from tina4_sidecar.proxy.cacheability import CACHEABLE_METHODS, bypass_reason, unstorable_reason, vary_names
+from tina4_sidecar.proxy import deliver
+from tina4_sidecar.proxy.cacheability import CACHEABLE_METHODS, bypass_reason, unstorable_reason
 from tina4_sidecar.proxy.entry import Entry, EntryError
 from tina4_sidecar.proxy.errors import gateway_error
+from tina4_sidecar.proxy.flights import NOT_SHAREABLE, Shared
 from tina4_sidecar.proxy.forward_headers import end_to_end, to_upstream
+from tina4_sidecar.proxy.freshness import State, should_refresh_early, state_of
+from tina4_sidecar.proxy.origin import make_entry, origin_headers, revalidated, store_entry
 from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.proxy.upstream import UpstreamTimeout, UpstreamUnavailable
+from tina4_sidecar.proxy.variants import decode_index, request_values, variant_key
 from tina4_sidecar.proxy.websocket import is_websocket_upgrade, proxy_websocket
 from tina4_sidecar.store.invalidation import read_tokens, still_valid, tokens_from
-from tina4_sidecar.store.response_key import TAG_EPOCH, lookup_scopes, tag_scope
+from tina4_sidecar.store.response_key import lookup_scopes
 
 log = logging.getLogger("tina4_sidecar.proxy")
 
 CHUNK = 64 * 1024
 STREAM_ERRORS = (aiohttp.ClientError, ConnectionError, TimeoutError)
+UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamTimeout)
+LOCK_PREFIX = "~lock:"
 
 
 async def handle(sidecar: Sidecar, request: web.Request) -> web.StreamResponse:
@@ -47,12 +61,19 @@ async def handle(sidecar: Sidecar, request: web.Request) -> web.StreamResponse:
         return await pass_through(request, sidecar, head)
     reason = bypass_reason(head, rule)
     if reason is not None:
-        return await bypass(request, sidecar, reason)
-    key = sidecar.key_for(head)
-    found = await lookup(sidecar, key, head)
-    if found.entry is not None:
-        return deliver_hit(request, sidecar, found.entry)
-    return await fetch_and_store(request, sidecar, head, rule, key, found.tokens)
+        return await bypass(request, sidecar, rule, reason)
+    started = time.monotonic()
+    found = await lookup(sidecar, sidecar.key_for(head), head)
+    state = state_of(found.entry, time.time()) if found.entry is not None else State.DEAD
+    if state is State.FRESH and found.entry is not None:
+        if should_refresh_early(found.entry, time.time(), sidecar.settings.early_refresh_beta):
+            refresh_in_background(request, sidecar, head, rule, found)
+        return done(sidecar, "hit", rule, started, deliver.hit(head, found.entry, sidecar.name))
+    if state is State.STALE_REVALIDATE and found.entry is not None:
+        refresh_in_background(request, sidecar, head, rule, found)
+        response = deliver.stale(head, found.entry, sidecar.name, error_status=None, after_error=False)
+        return done(sidecar, "stale", rule, started, response)
+    return await miss(request, sidecar, head, rule, found, started)
 
 
 def receive(request: web.Request) -> RequestHead:
@@ -70,153 +91,356 @@ def receive(request: web.Request) -> RequestHead:
 
 @dataclass(slots=True)
 class Lookup:
-    """What a lookup read in its one round trip: the entry (if fresh and valid) and the tokens."""
+    """What one lookup read: the URL's primary key, the key its variant lives under, the entry
+    there (fresh or stale, never purged) and the invalidation tokens read with it."""
 
+    primary: str
+    key: str
     entry: Entry | None
     tokens: dict[str, str | None]
 
 
-async def lookup(sidecar: Sidecar, key: str, head: RequestHead) -> Lookup:
-    """The fresh, unpurged entry for this request's variant, and the invalidation tokens."""
+async def lookup(sidecar: Sidecar, primary: str, head: RequestHead) -> Lookup:
     scopes = lookup_scopes(head.raw_path, sidecar.query_filter.canonical(head.query))
-    raw, *values = await sidecar.store.get_many([key, *scopes])
+    raw, *values = await sidecar.store.get_many([primary, *scopes])
     tokens = tokens_from(values, scopes)
-    if raw is None:
-        return Lookup(None, tokens)
-    try:
-        entry = Entry.decode(raw)
-    except EntryError as exc:
-        log.warning("unreadable cache entry for %s: %s", key, exc)
-        return Lookup(None, tokens)
-    if not entry.is_fresh(time.time()):
-        return Lookup(None, tokens)
-    if not entry.matches_vary({name: head.header(name) for name, _ in entry.vary}):
-        return Lookup(None, tokens)
+    key = primary
+    names = decode_index(raw) if raw is not None else None
+    if names is not None:  # a varying URL: its variants live under their own keys
+        key = variant_key(primary, request_values(names, head.headers))
+        raw = await sidecar.store.get(key)
+    entry = _decode(raw, key)
+    if entry is None or not entry.matches_vary(
+        dict(request_values([n for n, _ in entry.vary], head.headers))
+    ):
+        return Lookup(primary, key, None, tokens)
     recorded = dict(entry.tokens)
     unread = [name for name in recorded if name not in tokens]
     current = {**tokens, **(await read_tokens(sidecar.store, unread))} if unread else tokens
     if not still_valid(recorded, current):
-        return Lookup(None, tokens)
-    return Lookup(entry, tokens)
+        return Lookup(primary, key, None, tokens)
+    return Lookup(primary, key, entry, tokens)
 
 
-def deliver_hit(request: web.Request, sidecar: Sidecar, entry: Entry) -> web.Response:
-    now = time.time()
-    remaining = max(0, entry.remaining(now))
-    headers = CIMultiDict(entry.headers)
-    headers["X-Cache"] = ch.HIT
-    headers["X-Cache-TTL"] = str(remaining)
-    headers["Age"] = str(entry.age(now))
-    headers["Cache-Status"] = ch.append_member(
-        headers.get("Cache-Status"), ch.cache_status_hit(sidecar.settings.cache_status_name, remaining)
-    )
-    response = web.Response(status=entry.status, headers=headers)
-    # aiohttp sends no body for HEAD but keeps this Content-Length: the GET entry's length.
-    response.body = entry.body
-    return response
+def _decode(raw: bytes | None, key: str) -> Entry | None:
+    if raw is None:
+        return None
+    try:
+        return Entry.decode(raw)
+    except EntryError as exc:
+        log.warning("unreadable cache entry for %s: %s", key, exc)
+        return None
 
 
-async def fetch_and_store(
+async def miss(
+    request: web.Request, sidecar: Sidecar, head: RequestHead, rule: Rule, found: Lookup, started: float
+) -> web.StreamResponse:
+    """Coalesce with a running fetch of this key, or become the one fetch."""
+    waiting = sidecar.flights.waiting_list(found.key)
+    if waiting is not None:
+        sidecar.metrics.coalesced_waiter(rule.path)
+        shared = await asyncio.shield(waiting)
+        if shared.entry is not None and shared.entry.matches_vary(
+            dict(request_values([n for n, _ in shared.entry.vary], head.headers))
+        ):
+            return done(sidecar, "miss", rule, started, deliver.collapsed(head, shared.entry, sidecar.name))
+        if shared.error is not None:
+            return answer_failure(sidecar, head, rule, found, shared.error, None, started)
+        return await fetch(request, sidecar, head, rule, found, started, flight=None)
+    flight = sidecar.flights.take_off(found.key)
+    # The fetch is its own task: if this request is cancelled (the client hung up and the server
+    # cancels handlers), the fetch still completes for the waiters and the store.
+    leader = sidecar.keep(lead(request, sidecar, head, rule, found, started, flight))
+    return await asyncio.shield(leader)
+
+
+async def lead(
     request: web.Request,
     sidecar: Sidecar,
     head: RequestHead,
     rule: Rule,
-    key: str,
-    tokens: dict[str, str | None],
+    found: Lookup,
+    started: float,
+    flight: asyncio.Future[Shared],
 ) -> web.StreamResponse:
-    """miss: fetch from the app (HEAD as GET, to fill the entry), stream it out, store it."""
-    limit = sidecar.settings.max_object_bytes
-    upstream_headers = to_upstream(request.headers, request.remote, head.scheme, head.host)
     try:
-        async with sidecar.upstream.request("GET", request.raw_path, upstream_headers) as upstream:
-            headers = end_to_end(upstream.headers, drop=(*ch.OWN_HEADERS, sidecar.settings.tag_header))
-            reason = unstorable_reason(upstream.status, upstream.headers, rule)
-            too_big = upstream.content_length is not None and upstream.content_length > limit
-            storable = reason is None and not too_big
-            headers["X-Cache"] = ch.MISS
-            if storable:
-                headers["X-Cache-TTL"] = str(rule.ttl)
-            headers["Cache-Status"] = ch.append_member(
-                headers.get("Cache-Status"),
-                ch.cache_status_fwd(
-                    sidecar.settings.cache_status_name,
-                    "uri-miss",
-                    fwd_status=upstream.status,
-                    stored=storable,
-                ),
-            )
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-            await response.prepare(request)
-            body: bytearray | None = bytearray() if storable else None
-            try:
-                async for chunk in upstream.content.iter_chunked(CHUNK):
-                    if body is not None:
-                        body += chunk
-                        if len(body) > limit:
-                            body = None  # streamed through, not stored
-                    if head.method != "HEAD":
-                        await response.write(chunk)
-            except STREAM_ERRORS as exc:
-                return abort_stream(request, response, exc)
-            if body is not None:
-                tags = (*rule.tags, *header_tags(upstream.headers.get(sidecar.settings.tag_header, "")))
-                await store(
-                    sidecar, key, head, upstream.status, upstream.headers, bytes(body), rule.ttl, tokens, tags
-                )
-            await response.write_eof()
-            return response
-    except (UpstreamUnavailable, UpstreamTimeout) as exc:
-        return gateway_error(sidecar.upstream.base_url, exc)
+        return await fetch(request, sidecar, head, rule, found, started, flight=flight)
+    finally:
+        sidecar.flights.land(found.key, flight, NOT_SHAREABLE)  # no-op when it landed already
 
 
-async def store(
+async def fetch(
+    request: web.Request,
     sidecar: Sidecar,
-    key: str,
     head: RequestHead,
-    status: int,
-    upstream_headers: CIMultiDictProxy[str],
-    body: bytes,
-    ttl: int,
-    tokens: dict[str, str | None],
-    tags: tuple[str, ...],
-) -> None:
-    """Store the entry with the tokens read before the fetch (and those of its tags)."""
-    recorded = {name: token for name, token in tokens.items() if name != TAG_EPOCH}
-    if tags:
-        tag_scopes = [tag_scope(tag) for tag in dict.fromkeys(tags)]
-        now = await read_tokens(sidecar.store, [*tag_scopes, TAG_EPOCH])
-        if now[TAG_EPOCH] != tokens.get(TAG_EPOCH):
-            return  # a tag purge ran while the app was answering: this body may be stale already
-        recorded.update((name, now[name]) for name in tag_scopes)
-    headers = end_to_end(upstream_headers, drop=(*ch.OWN_HEADERS, sidecar.settings.tag_header))
-    names = vary_names(headers)
-    if "Content-Encoding" in headers and "accept-encoding" not in names:
-        # A compressed body without Vary must still only reach clients that accept it.
-        names.append("accept-encoding")
-    entry = Entry(
-        status=status,
-        headers=tuple(headers.items()),
-        body=body,
-        stored_at=time.time(),
-        ttl=ttl,
-        vary=tuple((name, head.header(name)) for name in names),
-        tokens=tuple(recorded.items()),
+    rule: Rule,
+    found: Lookup,
+    started: float,
+    flight: asyncio.Future[Shared] | None,
+) -> web.StreamResponse:
+    """Ask the app (once per cluster where the store has a lock), stream, store, deliver."""
+
+    def share(outcome: Shared) -> None:
+        if flight is not None:
+            sidecar.flights.land(found.key, flight, outcome)
+
+    lock = await acquire_lock(sidecar, found.key)
+    if lock is None:  # another sidecar is fetching this key: wait for its entry
+        entry = await wait_for_peer(sidecar, head, found)
+        if entry is not None:
+            share(Shared(entry))
+            return done(sidecar, "miss", rule, started, deliver.collapsed(head, entry, sidecar.name))
+    try:
+        return await fetch_and_stream(request, sidecar, head, rule, found, started, share)
+    finally:
+        if lock is not None:
+            await sidecar.store.delete(lock)
+
+
+async def fetch_and_stream(
+    request: web.Request,
+    sidecar: Sidecar,
+    head: RequestHead,
+    rule: Rule,
+    found: Lookup,
+    started: float,
+    share: Callable[[Shared], None],
+) -> web.StreamResponse:
+    stale = found.entry
+    headers = origin_headers(request.headers, request.remote, head, stale)
+    fetch_started = time.monotonic()
+    try:
+        async with sidecar.upstream.request("GET", request.raw_path, headers) as upstream:
+            seconds = time.monotonic() - fetch_started
+            sidecar.metrics.origin_fetch(rule.path, upstream.status, seconds)
+            if upstream.status == 304 and stale is not None:
+                entry = revalidated(stale, upstream.headers, seconds)
+                await store_entry(sidecar, found.primary, entry)
+                share(Shared(entry))
+                return done(sidecar, "miss", rule, started, deliver.revalidated(head, entry, sidecar.name))
+            if upstream.status >= 500 and usable_after_error(stale):
+                share(Shared(error=UpstreamUnavailable(f"the app answered {upstream.status}")))
+                return answer_failure(sidecar, head, rule, found, None, upstream.status, started)
+            return await stream_and_store(
+                request, sidecar, head, rule, found, upstream, seconds, share, started
+            )
+    except UPSTREAM_ERRORS as exc:
+        share(Shared(error=exc))
+        return answer_failure(sidecar, head, rule, found, exc, None, started)
+
+
+async def stream_and_store(
+    request: web.Request,
+    sidecar: Sidecar,
+    head: RequestHead,
+    rule: Rule,
+    found: Lookup,
+    upstream: aiohttp.ClientResponse,
+    seconds: float,
+    share: Callable[[Shared], None],
+    started: float,
+) -> web.StreamResponse:
+    """Stream the app's answer to the client while keeping it (up to the size limit) for the store.
+
+    The fetch outlives its client: when the client goes away mid-body, reading goes on so the
+    entry (and every coalesced waiter) still gets the response.
+    """
+    limit = rule.max_bytes if rule.max_bytes is not None else sidecar.settings.max_object_bytes
+    length = upstream.content_length
+    storable = unstorable_reason(upstream.status, upstream.headers, rule) is None and (
+        length is None or length <= limit
     )
-    await sidecar.store.set(key, entry.encode(), ttl)
+    headers = end_to_end(upstream.headers, drop=(*ch.OWN_HEADERS, sidecar.settings.tag_header))
+    headers["X-Cache"] = ch.MISS
+    if storable:
+        headers["X-Cache-TTL"] = str(rule.ttl)
+    headers["Cache-Status"] = ch.append_member(
+        headers.get("Cache-Status"),
+        ch.cache_status_fwd(sidecar.name, "uri-miss", fwd_status=upstream.status, stored=storable),
+    )
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    client = ClientSink(request, response, head.method == "HEAD")
+    await client.start()
+    body: bytearray | None = bytearray() if storable else None
+    try:
+        async for chunk in upstream.content.iter_chunked(CHUNK):
+            if body is not None:
+                body += chunk
+                if len(body) > limit:
+                    body = None  # streamed through, not stored
+            await client.write(chunk)
+            if client.gone and body is None:
+                break
+    except STREAM_ERRORS as exc:
+        return abort_stream(request, response, exc)
+    if body is not None:
+        entry = await make_entry(
+            sidecar, head, rule, upstream.status, upstream.headers, bytes(body), found.tokens, seconds
+        )
+        if entry is not None and await store_entry(sidecar, found.primary, entry):
+            share(Shared(entry))
+    await client.finish()
+    return done(sidecar, "miss", rule, started, response)
 
 
-async def bypass(request: web.Request, sidecar: Sidecar, reason: str) -> web.StreamResponse:
+class ClientSink:
+    """The client's end of a streamed response; remembers a client that went away."""
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, head_only: bool) -> None:
+        self.request, self.response, self.head_only = request, response, head_only
+        self.gone = False
+
+    async def start(self) -> None:
+        try:
+            await self.response.prepare(self.request)
+        except ConnectionError:
+            self.gone = True
+
+    async def write(self, chunk: bytes) -> None:
+        if self.gone or self.head_only:
+            return
+        try:
+            await self.response.write(chunk)
+        except ConnectionError:
+            self.gone = True
+
+    async def finish(self) -> None:
+        if not self.gone:
+            try:
+                await self.response.write_eof()
+            except ConnectionError:
+                self.gone = True
+
+
+def usable_after_error(entry: Entry | None) -> bool:
+    return entry is not None and state_of(entry, time.time()) is not State.DEAD
+
+
+def answer_failure(
+    sidecar: Sidecar,
+    head: RequestHead,
+    rule: Rule,
+    found: Lookup,
+    exc: Exception | None,
+    status: int | None,
+    started: float,
+) -> web.StreamResponse:
+    """The app failed: the stale entry within its stale-if-error window, else 502/504."""
+    if found.entry is not None and usable_after_error(found.entry):
+        response = deliver.stale(head, found.entry, sidecar.name, error_status=status, after_error=True)
+        return done(sidecar, "stale", rule, started, response)
+    failure = exc if exc is not None else UpstreamUnavailable(f"the app answered {status}")
+    return done(sidecar, "error", rule, started, gateway_error(sidecar.upstream.base_url, failure))
+
+
+async def acquire_lock(sidecar: Sidecar, key: str) -> str | None:
+    """The store lock on ``key``'s fetch, so one sidecar of several sharing a store asks the app.
+
+    The memory store is one process's own: there the in-process waiting list is the lock. A store
+    that cannot take a lock (failing) must not stop the fetch: the lock counts as ours."""
+    lock = LOCK_PREFIX + key
+    if sidecar.store.backend_name == "memory":
+        return lock
+    seconds = math.ceil(sidecar.settings.lock_seconds)
+    if await sidecar.store.add(lock, secrets.token_hex(8).encode(), seconds):
+        return lock
+    return None if await sidecar.store.get(lock) is not None else lock
+
+
+async def wait_for_peer(sidecar: Sidecar, head: RequestHead, found: Lookup) -> Entry | None:
+    """Another sidecar holds the lock: poll the store for its entry until the lock goes away."""
+    deadline = time.monotonic() + sidecar.settings.lock_seconds
+    delay = 0.01
+    lock = LOCK_PREFIX + found.key
+    while time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+        again = await lookup(sidecar, found.primary, head)
+        if again.entry is not None and state_of(again.entry, time.time()) is State.FRESH:
+            return again.entry
+        if await sidecar.store.get(lock) is None:
+            again = await lookup(sidecar, found.primary, head)
+            fresh = again.entry is not None and state_of(again.entry, time.time()) is State.FRESH
+            return again.entry if fresh else None
+    return None
+
+
+def refresh_in_background(
+    request: web.Request, sidecar: Sidecar, head: RequestHead, rule: Rule, found: Lookup
+) -> None:
+    """One background fetch for this key (SWR or early refresh); it outlives the request."""
+    if sidecar.flights.in_flight(found.key):
+        return
+    headers = origin_headers(request.headers, request.remote, head, found.entry)
+    flight = sidecar.flights.take_off(found.key)
+    sidecar.keep(refresh(sidecar, head, rule, found, request.raw_path, headers, flight))
+
+
+async def refresh(
+    sidecar: Sidecar,
+    head: RequestHead,
+    rule: Rule,
+    found: Lookup,
+    raw_path: str,
+    headers: CIMultiDict[str],
+    flight: asyncio.Future[Shared],
+) -> None:
+    outcome = NOT_SHAREABLE
+    lock = await acquire_lock(sidecar, found.key)
+    try:
+        if lock is None:
+            return  # another sidecar refreshes it
+        outcome = await refetch(sidecar, head, rule, found, raw_path, headers)
+    except Exception as exc:  # a refresh must never take the sidecar down; the stale entry stays
+        log.warning("background refresh of %s failed: %s", raw_path, exc or type(exc).__name__)
+    finally:
+        sidecar.flights.land(found.key, flight, outcome)
+        if lock is not None:
+            await sidecar.store.delete(lock)
+
+
+async def refetch(
+    sidecar: Sidecar, head: RequestHead, rule: Rule, found: Lookup, raw_path: str, headers: CIMultiDict[str]
+) -> Shared:
+    limit = rule.max_bytes if rule.max_bytes is not None else sidecar.settings.max_object_bytes
+    fetch_started = time.monotonic()
+    try:
+        async with sidecar.upstream.request("GET", raw_path, headers) as upstream:
+            seconds = time.monotonic() - fetch_started
+            sidecar.metrics.origin_fetch(rule.path, upstream.status, seconds)
+            if upstream.status == 304 and found.entry is not None:
+                entry: Entry | None = revalidated(found.entry, upstream.headers, seconds)
+            elif unstorable_reason(upstream.status, upstream.headers, rule) is None:
+                body = await upstream.content.read(limit + 1)
+                if len(body) > limit:
+                    return NOT_SHAREABLE
+                entry = await make_entry(
+                    sidecar, head, rule, upstream.status, upstream.headers, body, found.tokens, seconds
+                )
+            else:
+                return NOT_SHAREABLE
+    except UPSTREAM_ERRORS as exc:
+        return Shared(error=exc)
+    if entry is None or not await store_entry(sidecar, found.primary, entry):
+        return NOT_SHAREABLE
+    return Shared(entry)
+
+
+async def bypass(request: web.Request, sidecar: Sidecar, rule: Rule, reason: str) -> web.StreamResponse:
     """A cached route that this request must not share: forwarded, marked, never stored."""
-    member = ch.cache_status_fwd(sidecar.settings.cache_status_name, "bypass", detail=reason)
-    return await forward(request, sidecar, {"X-Cache": ch.MISS}, member)
+    started = time.monotonic()
+    member = ch.cache_status_fwd(sidecar.name, "bypass", detail=reason)
+    response = await forward(request, sidecar, {"X-Cache": ch.MISS}, member)
+    return done(sidecar, "bypass", rule, started, response)
 
 
 async def pass_through(request: web.Request, sidecar: Sidecar, head: RequestHead) -> web.StreamResponse:
     """No cached rule: forwarded untouched, both ways streamed."""
+    started = time.monotonic()
     response = await forward(request, sidecar, None, None)
     if head.method not in CACHEABLE_METHODS and response.status < 400:
         await invalidate_after_write(sidecar, head)
-    return response
+    return done(sidecar, "pass", None, started, response)
 
 
 async def invalidate_after_write(sidecar: Sidecar, head: RequestHead) -> None:
@@ -250,13 +474,15 @@ async def forward(
                     return abort_stream(request, response, exc)
             await response.write_eof()
             return response
-    except (UpstreamUnavailable, UpstreamTimeout) as exc:
+    except UPSTREAM_ERRORS as exc:
         return gateway_error(sidecar.upstream.base_url, exc)
 
 
-def header_tags(value: str) -> tuple[str, ...]:
-    """Tags the app named in its tag header: comma or space separated."""
-    return tuple(tag for tag in value.replace(",", " ").split() if tag)
+def done(
+    sidecar: Sidecar, outcome: str, rule: Rule | None, started: float, response: web.StreamResponse
+) -> web.StreamResponse:
+    sidecar.metrics.request(outcome, rule.path if rule is not None else None, time.monotonic() - started)
+    return response
 
 
 def abort_stream(

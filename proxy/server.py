@@ -42,6 +42,8 @@ async def start_sidecar(settings: SidecarSettings, cache_settings: CacheSettings
 
 
 async def stop_sidecar(sidecar: Sidecar) -> None:
+    if sidecar.background:  # let running fetches and refreshes finish storing, briefly
+        await asyncio.wait(list(sidecar.background), timeout=5)
     await sidecar.manifest.stop()
     await sidecar.upstream.close()
     await sidecar.store.close()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import RuleSet
+from tina4_sidecar.proxy.flights import Flights
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.metrics import Metrics
 from tina4_sidecar.proxy.request_head import RequestHead
@@ -23,6 +27,24 @@ class Sidecar:
     manifest: ManifestWatcher
     query_filter: QueryFilter
     metrics: Metrics = field(default_factory=Metrics)
+    flights: Flights = field(init=False)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Fetches and refreshes that may outlive their request; held so they are not collected."""
+
+    def __post_init__(self) -> None:
+        self.flights = Flights(self.settings.hit_for_miss)
+
+    def keep[T](self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``work`` as a task that finishes even if the request that started it is cancelled."""
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
+
+    @property
+    def name(self) -> str:
+        """The cache's name in Cache-Status."""
+        return self.settings.cache_status_name
 
     @property
     def rules(self) -> RuleSet:

@@ -54,13 +54,25 @@ async def make_proxy(
 ) -> AsyncIterator[Callable[..., Any]]:
     started: list[Sidecar] = []
 
-    async def make(rules: list[Rule], routes: web.RouteTableDef, **settings: Any) -> Proxied:
-        seen: list[web.Request] = []
-        upstream = await aiohttp_server(manifest_app(rules, routes, seen))
+    async def make(
+        rules: list[Rule],
+        routes: web.RouteTableDef | None = None,
+        *,
+        upstream_of: Proxied | None = None,
+        cache: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> Proxied:
+        """A sidecar in front of a new app serving ``routes``, or in front of ``upstream_of``'s app."""
+        if upstream_of is not None:
+            upstream, seen = upstream_of.upstream, upstream_of.seen
+        else:
+            seen = []
+            upstream = await aiohttp_server(manifest_app(rules, routes or web.RouteTableDef(), seen))
         sidecar_settings = SidecarSettings(
             upstream=str(upstream.make_url("")).rstrip("/"), manifest_refresh=60, **settings
         )
-        sidecar = await start_sidecar(sidecar_settings, CacheSettings(cache_dir=tmp_path / "cache"))
+        cache_settings = CacheSettings(cache_dir=tmp_path / "cache", **(cache or {}))
+        sidecar = await start_sidecar(sidecar_settings, cache_settings)
         started.append(sidecar)
         server = await aiohttp_raw_server(functools.partial(handle, sidecar))
         return Proxied(sidecar, upstream, server, seen)
@@ -74,5 +86,7 @@ async def make_proxy(
 async def client_session() -> AsyncIterator[Any]:
     import aiohttp
 
-    async with aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()) as session:
+    async with aiohttp.ClientSession(
+        auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), connector=aiohttp.TCPConnector(limit=0)
+    ) as session:
         yield session
