@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
 MIN_ADMIN_TOKEN_LENGTH = 16
 """The admin API can purge the whole cache: a guessable token is refused when the sidecar starts
 (there, not here: a validation error here would print the rejected value, the secret itself)."""
@@ -81,7 +80,7 @@ class SidecarSettings(BaseSettings):
         description="Fraction of the TTL taken off at random per stored entry, so entries stored together "
         "expire apart (0.1 = up to 10%). Off by default: X-Cache-TTL then shows the rule's TTL exactly.",
     )
-    early_refresh_beta: Annotated[float, Field(ge=0, le=10)] = Field(
+    early_refresh_beta: Annotated[float, Field(ge=0, le=100)] = Field(
         1.0,
         description="Probabilistic early refresh (XFetch) of hot entries before expiry; 0 turns it off.",
     )

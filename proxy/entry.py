@@ -12,6 +12,7 @@ invalidation tokens the entry depends on.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 
@@ -47,9 +48,10 @@ class Entry:
         return now < self.stored_at + self.ttl
 
     def remaining(self, now: float) -> int:
-        """Whole seconds of freshness left (``X-Cache-TTL`` on a HIT); negative when stale."""
+        """Whole seconds of freshness left (``X-Cache-TTL`` on a HIT); negative once expired
+        (-1 from the first moment past expiry, so a stale answer never claims ``ttl=0``)."""
         left = self.stored_at + self.ttl - now
-        return round(left) if left >= 0 else -round(-left)
+        return round(left) if left >= 0 else -math.ceil(-left)
 
     def age(self, now: float) -> int:
         return max(0, int(now - self.stored_at))

@@ -21,6 +21,7 @@ def start_sidecar(
     wait_for_rules: bool = True,
 ) -> ServerProcess:
     """A started sidecar in front of ``127.0.0.1:upstream_port``; memory store unless ``env`` says."""
+    workdir.mkdir(parents=True, exist_ok=True)
     base_env: dict[str, str | None] = {name: None for name in os.environ if name.startswith("TINA4_")}
     base_env |= {
         "TINA4_SIDECAR_UPSTREAM": f"http://127.0.0.1:{upstream_port}",
