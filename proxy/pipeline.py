@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy import cache_headers as ch
 from tina4_sidecar.proxy import deliver
+from tina4_sidecar.proxy.admin import handle_admin
 from tina4_sidecar.proxy.cacheability import CACHEABLE_METHODS, bypass_reason, unstorable_reason
 from tina4_sidecar.proxy.entry import Entry, EntryError
 from tina4_sidecar.proxy.errors import gateway_error
@@ -53,6 +54,8 @@ LOCK_PREFIX = "~lock:"
 
 async def handle(sidecar: Sidecar, request: web.Request) -> web.StreamResponse:
     """receive: every request of every method enters here."""
+    if request.path.startswith(sidecar.settings.admin_prefix):
+        return await handle_admin(sidecar, request)
     if is_websocket_upgrade(request):
         return await proxy_websocket(request, sidecar.upstream)
     head = receive(request)
@@ -187,9 +190,13 @@ async def fetch(
     lock = await acquire_lock(sidecar, found.key)
     if lock is None:  # another sidecar is fetching this key: wait for its entry
         entry = await wait_for_peer(sidecar, head, found)
-        if entry is not None:
-            share(Shared(entry))
-            return done(sidecar, "miss", rule, started, deliver.collapsed(head, entry, sidecar.name))
+    else:  # double-checked: a fetch that ended between our lookup and our lock stored it already
+        entry = await fresh_entry(sidecar, head, found)
+    if entry is not None:
+        if lock is not None:
+            await sidecar.store.delete(lock)
+        share(Shared(entry))
+        return done(sidecar, "miss", rule, started, deliver.collapsed(head, entry, sidecar.name))
     try:
         return await fetch_and_stream(request, sidecar, head, rule, found, started, share)
     finally:
@@ -347,21 +354,27 @@ async def acquire_lock(sidecar: Sidecar, key: str) -> str | None:
     return None if await sidecar.store.get(lock) is not None else lock
 
 
+async def fresh_entry(sidecar: Sidecar, head: RequestHead, found: Lookup) -> Entry | None:
+    """The key's entry if it is fresh now (another fetch may have stored it since ``found``)."""
+    again = await lookup(sidecar, found.primary, head)
+    return (
+        again.entry if again.entry is not None and state_of(again.entry, time.time()) is State.FRESH else None
+    )
+
+
 async def wait_for_peer(sidecar: Sidecar, head: RequestHead, found: Lookup) -> Entry | None:
     """Another sidecar holds the lock: poll the store for its entry until the lock goes away."""
     deadline = time.monotonic() + sidecar.settings.lock_seconds
-    delay = 0.01
+    delay = 0.005
     lock = LOCK_PREFIX + found.key
     while time.monotonic() < deadline:
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
-        again = await lookup(sidecar, found.primary, head)
-        if again.entry is not None and state_of(again.entry, time.time()) is State.FRESH:
-            return again.entry
+        delay = min(delay * 2, 0.05)
+        entry = await fresh_entry(sidecar, head, found)
+        if entry is not None:
+            return entry
         if await sidecar.store.get(lock) is None:
-            again = await lookup(sidecar, found.primary, head)
-            fresh = again.entry is not None and state_of(again.entry, time.time()) is State.FRESH
-            return again.entry if fresh else None
+            return await fresh_entry(sidecar, head, found)
     return None
 
 
