@@ -75,6 +75,7 @@ class Probes:
 
 
 _PROBES: dict[int, Probes] = {}
+"""By ``id``: a Sidecar is an unhashable dataclass; a finalizer removes its entry when it goes."""
 
 
 def probes_for(sidecar: Sidecar) -> Probes:

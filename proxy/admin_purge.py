@@ -17,9 +17,7 @@ from tina4_sidecar.store.response_key import QueryFilter
 from tina4_sidecar.store.response_purge import purge_all, purge_route, purge_tag, purge_url
 
 KINDS = ("url", "route", "tag", "all")
-EXPECTED = (
-    'expected one of {"url": "/path?query"}, {"route": "/path"}, {"tag": "name"} or {"all": true}'
-)
+EXPECTED = 'expected one of {"url": "/path?query"}, {"route": "/path"}, {"tag": "name"} or {"all": true}'
 MAX_TEXT = 2048
 
 

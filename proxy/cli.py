@@ -1,4 +1,4 @@
-"""The ``tina4-sidecar`` command: ``serve`` and ``routes``.
+"""The ``tina4-sidecar`` command: ``serve``, ``routes``, and ``stats`` and ``purge`` (admin API).
 
 Configuration mistakes end with one line naming the variable and exit status 2, never a
 traceback.
@@ -24,11 +24,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(
             SidecarSettings,
-            upstream=args.upstream,
+            upstream=getattr(args, "upstream", None),
             listen=getattr(args, "listen", None),
-            rules_file=args.rules_file,
+            rules_file=getattr(args, "rules_file", None),
             log_level=getattr(args, "log_level", None),
         )
+        if args.command in ("stats", "purge"):
+            return _admin(settings, args)
         cache_settings = load_settings(CacheSettings, cache_backend=getattr(args, "backend", None))
         if args.command == "serve":
             return _serve(settings, cache_settings)
@@ -57,7 +59,34 @@ def _parser() -> argparse.ArgumentParser:
             "--upstream", help="the app's URL (TINA4_SIDECAR_UPSTREAM, default http://127.0.0.1:7146)"
         )
         sub.add_argument("--rules-file", help="JSON file of static rules (TINA4_SIDECAR_RULES_FILE)")
+    stats = commands.add_parser("stats", help="print a running sidecar's cache statistics")
+    stats.add_argument("--json", action="store_true", help="print the stats document as JSON")
+    purge = commands.add_parser("purge", help="purge cached responses of a running sidecar")
+    what = purge.add_mutually_exclusive_group(required=True)
+    what.add_argument("--url", help="every variant of one URL, e.g. '/api/products?page=1'")
+    what.add_argument("--route", help="a path with all its query strings, e.g. /api/store/products")
+    what.add_argument("--tag", help="every response tagged so (by its rule or the app's tag header)")
+    what.add_argument("--all", action="store_true", help="every cached response")
+    for sub in (stats, purge):
+        sub.add_argument(
+            "--admin",
+            help="admin API URL (default: TINA4_SIDECAR_ADMIN_LISTEN, else TINA4_SIDECAR_LISTEN on "
+            "loopback, with TINA4_SIDECAR_ADMIN_PREFIX)",
+        )
+        sub.add_argument(
+            "--token", help="admin token (default TINA4_SIDECAR_ADMIN_TOKEN; prefer the variable)"
+        )
     return parser
+
+
+def _admin(settings: SidecarSettings, args: argparse.Namespace) -> int:
+    from tina4_sidecar.proxy.admin_cli import purge_command, stats_command
+
+    if args.command == "stats":
+        return stats_command(settings, args.admin, args.token, as_json=args.json)
+    kind = next((kind for kind in ("url", "route", "tag") if getattr(args, kind) is not None), "all")
+    order: dict[str, str | bool] = {"all": True} if kind == "all" else {kind: getattr(args, kind)}
+    return purge_command(settings, args.admin, args.token, order)
 
 
 def _serve(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
@@ -66,8 +95,9 @@ def _serve(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
     setup_logging(settings.log_level)
     try:
         run(settings, cache_settings)
-    except OSError as exc:
-        print(f"{PROG}: cannot listen on {settings.listen}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # filename: the admin listener's address when that one failed
+        where = exc.filename or settings.listen
+        print(f"{PROG}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 

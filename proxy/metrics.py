@@ -5,11 +5,12 @@ reads ``stats()`` and ``exposition()``. Each sidecar has its own ``CollectorRegi
 sidecars run in one test process; the global registry would mix them).
 
 ``request()`` runs on every request, HITs included, so it only bumps plain numbers in a slot
-cached per (outcome, route): measured here, prometheus-client's labelled ``Counter.inc()`` plus
-``Histogram.observe()`` cost about 2.3 us a call (a lock per value, a Python loop over the
-buckets), this about 0.3 us. The numbers become Prometheus families when scraped, through a
-custom collector; the text format is prometheus-client's. Everything runs on the event loop's
-thread, so the plain increments need no lock.
+cached per (outcome, route): measured here (best of 7 runs of 1M calls), prometheus-client's
+cached labelled children, ``Counter.inc()`` plus ``Histogram.observe()``, cost about 1.4 us a call
+(a lock per value, a Python loop over the buckets), this about 0.33 us. The numbers become
+Prometheus families when scraped, through a custom collector; the text format is
+prometheus-client's. Everything runs on the event loop's thread, so the plain increments need no
+lock.
 
 Label cardinality stays bounded: ``route`` is a rule's path pattern (the manifest's, never a raw
 URL) or ``none``; ``outcome`` is one of ``OUTCOMES``; ``status`` an HTTP status code.
@@ -32,7 +33,6 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 OUTCOMES = ("hit", "stale", "miss", "bypass", "pass", "error")
 """``hit``: fresh entry served; ``stale``: expired entry served (grace or app failure);
@@ -65,17 +65,13 @@ class Buckets:
         self.sum += value
         self.counts[bisect_left(self.bounds, value)] += 1  # le: the first bound >= value
 
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, count)`` pairs as Prometheus wants them, ``+Inf`` last."""
         pairs: list[tuple[str, float]] = []
         total = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+        for le, count in zip([*map(repr, self.bounds), "+Inf"], self.counts, strict=True):
             total += count
-            pairs.append((floatToGoString(bound), total))
+            pairs.append((le, total))
         return pairs
 
 
@@ -235,9 +231,7 @@ class Metrics:
             "hit_rate": hit_rate(outcomes["hit"], outcomes["stale"], outcomes["miss"]),
             "origin_fetches": self.origin_fetches,
             "coalesced": self.coalesced,
-            "routes": {
-                route: counters.as_dict() for route, counters in sorted(self.routes.items())
-            },
+            "routes": {route: counters.as_dict() for route, counters in sorted(self.routes.items())},
             "uptime_seconds": round(self.uptime, 3),
         }
 

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from tina4_sidecar.config import CacheSettings, ConfigError, SidecarSettings
 from tina4_sidecar.config.rules import ManifestError, RuleSet, load_rules_file
+from tina4_sidecar.proxy.admin import handle_admin_listener
+from tina4_sidecar.proxy.admin_auth import check_token_strength
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.pipeline import handle
 from tina4_sidecar.proxy.sidecar import Sidecar
@@ -23,6 +25,7 @@ log = logging.getLogger("tina4_sidecar")
 
 
 async def start_sidecar(settings: SidecarSettings, cache_settings: CacheSettings) -> Sidecar:
+    check_token_strength(settings.admin_token)
     static: RuleSet | None = None
     if settings.rules_file is not None:
         try:
@@ -60,6 +63,7 @@ async def serve(
     runner = web.ServerRunner(server, handle_signals=False)
     await runner.setup()
     host, port = settings.listen_address
+    admin: web.ServerRunner | None = None
     try:
         site = web.TCPSite(runner, host, port, backlog=1024)
         await site.start()
@@ -70,11 +74,34 @@ async def serve(
             settings.upstream,
             sidecar.store.backend_name,
         )
+        if settings.admin_address is not None:
+            admin = await _listen_admin(sidecar, *settings.admin_address)
         await (until() if until is not None else _stop_signal())
     finally:
         log.info("shutting down")
+        if admin is not None:
+            await admin.cleanup()
         await runner.cleanup()
         await stop_sidecar(sidecar)
+
+
+async def _listen_admin(sidecar: Sidecar, host: str, port: int) -> web.ServerRunner:
+    """The separate admin listener: the admin API without a token, and nothing else."""
+    server = web.Server(functools.partial(handle_admin_listener, sidecar), access_log=None)
+    runner = web.ServerRunner(server, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(exc.errno, exc.strerror, sidecar.settings.admin_listen) from exc
+    log.info(
+        "admin API on http://%s:%d%s without a token: keep it on localhost or a private network",
+        host,
+        port,
+        sidecar.settings.admin_prefix,
+    )
+    return runner
 
 
 async def _stop_signal() -> None:
