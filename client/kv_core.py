@@ -1,0 +1,227 @@
+"""The key/value cache on the bridge loop: lookups, writes, tag tokens and the user-visible counters.
+
+The operations are coroutines over the two store layers (``KvStores``); ``call``/``acall`` run
+one for a sync or async caller, on the bridge loop (``client.runtime``) or, when both layers are
+in-process memory stores, right in the caller's thread (no I/O, no thread switch). The public
+functions are in ``client.kv`` and ``client.get_or_set``.
+
+Where things live, in the store chosen by ``TINA4_CACHE_*``:
+
+* values in the ``kv`` layer under the user's key, exactly: ``clear_cache()`` clears that layer
+  (never responses, query results or another namespace) and its ``size()`` counts only values;
+* tag tokens (``~tok:kvtag:<tag>``) and locks (``~lock:kv:<key>``) in the ``meta`` layer, so
+  that they neither count in the size, nor compete with values in the memory store's LRU, nor
+  can be taken by a user key.
+
+A tagged value records its tags' tokens (``store.invalidation``); a tag is invalidated by a new
+token, and a value whose recorded token differs is a miss. A tag gets its token when first
+used, before any value records it: a value never records "no token", so losing the token
+(evicted, cleared) can only cause misses.
+
+Hits and misses are counted here, per process, for what the caller saw: reads of tokens and
+locks, and the polling of a waiting ``cache_get_or_set``, never count.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from tina4_sidecar.client import runtime
+from tina4_sidecar.client.values import CorruptValue, unwrap, wrap
+from tina4_sidecar.store.contract import Store
+from tina4_sidecar.store.invalidation import bump, new_token, read_tokens, scope, still_valid
+
+log = logging.getLogger(__name__)
+
+KV_LAYER: Final = "kv"
+META_LAYER: Final = "meta"
+TAG_KIND: Final = "kvtag"
+
+
+@dataclass
+class Counters:
+    """What the callers of this process saw since the start, ``clear_cache()`` or ``reset()``.
+
+    Locked: on the memory store, callers count from their own threads.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.hits = self.misses = 0
+
+    def restart(self) -> None:
+        """At ``reset()`` and in a forked child, where another thread may have held the lock."""
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+
+COUNTERS = Counters()
+runtime.on_reset(COUNTERS.restart)
+
+
+# -- argument checks (in the caller's thread, before any I/O) ----------------------------------
+
+
+def check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"cache keys are str, not {type(key).__name__}")
+    return key
+
+
+def resolve_ttl(ttl: object) -> int:
+    """None -> ``TINA4_CACHE_TTL``; 0 -> no expiry; a negative or non-int TTL raises."""
+    if ttl is None:
+        return runtime.settings().cache_ttl
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise TypeError(f"ttl must be an int number of seconds, not {type(ttl).__name__}")
+    if ttl < 0:
+        raise ValueError(f"ttl must be >= 0 (0 means no expiry), got {ttl}")
+    return ttl
+
+
+def check_tags(tags: Iterable[str] | None) -> tuple[str, ...]:
+    """The tags, de-duplicated in order; a bare str is refused (it would be split into letters)."""
+    if tags is None:
+        return ()
+    if isinstance(tags, str | bytes):
+        raise TypeError("tags must be a list of str, not a single str: write tags=[tag]")
+    found: dict[str, None] = {}
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(f"every tag must be a non-empty str, got {tag!r}")
+        found[tag] = None
+    return tuple(found)
+
+
+# -- running an operation: inline on in-process stores, else on the bridge loop ------------------
+
+
+@dataclass(frozen=True)
+class KvStores:
+    """The two layers the key/value API uses."""
+
+    values: Store
+    meta: Store
+
+
+type KvOp[T] = Callable[[KvStores], Coroutine[Any, Any, T]]
+
+
+def call[T](op: KvOp[T]) -> T:
+    """Run ``op`` for a sync caller: in its own thread on the memory store, else on the bridge."""
+    stores = inline_stores()
+    if stores is not None:
+        return runtime.run_inline(op(stores))
+    return runtime.run_sync(on_bridge(op))
+
+
+async def acall[T](op: KvOp[T]) -> T:
+    """Run ``op`` for an async caller: directly on the memory store, else on the bridge."""
+    stores = inline_stores()
+    if stores is not None:
+        return runtime.run_inline(op(stores))
+    return await runtime.run_async(on_bridge(op))
+
+
+async def on_bridge[T](op: KvOp[T]) -> T:
+    """``op`` with the stores opened (once per process) on the bridge loop."""
+    # Both layers are opened at once, so that inline_stores() finds both from the first call on.
+    values = await runtime.store_for(KV_LAYER)
+    meta = await runtime.store_for(META_LAYER)
+    return await op(KvStores(values, meta))
+
+
+def inline_stores() -> KvStores | None:
+    found = runtime.opened_in_process(KV_LAYER, META_LAYER)
+    return None if found is None else KvStores(*found)
+
+
+# -- the operations --------------------------------------------------------------------------------
+
+
+def tag_scope(tag: str) -> str:
+    return scope(TAG_KIND, tag)
+
+
+async def lookup(stores: KvStores, key: str) -> bytes | None:
+    """The payload of ``key``'s live value; None when absent, expired, unreadable or invalidated.
+
+    Untagged values cost one store read, tagged values one more (their tokens, in one round trip).
+    """
+    stored = await stores.values.get(key)
+    if stored is None:
+        return None
+    try:
+        payload, tags = unwrap(stored)
+    except CorruptValue as exc:
+        log.debug("ignoring the unreadable value of %r: %s", key, exc)
+        return None
+    if tags and not await _tags_valid(stores.meta, tags):
+        # Awaited, not left to a background task: a later cache_set of this key from this
+        # process must never race with (and lose to) this delete.
+        await stores.values.delete(key)
+        return None
+    return payload
+
+
+async def _tags_valid(meta: Store, recorded: dict[str, str | None]) -> bool:
+    scopes = {tag_scope(tag): token for tag, token in recorded.items()}
+    current = await read_tokens(meta, list(scopes))
+    return still_valid(scopes, current)
+
+
+async def tag_tokens(stores: KvStores, tags: tuple[str, ...]) -> dict[str, str] | None:
+    """The current token of each tag, creating missing ones; None when the store could not say.
+
+    Read before a value is computed: an invalidation while it is computed then makes it a miss.
+    """
+    if not tags:
+        return {}
+    current = await read_tokens(stores.meta, [tag_scope(tag) for tag in tags])
+    tokens: dict[str, str] = {}
+    for tag in tags:
+        token = current[tag_scope(tag)] or await _create_token(stores.meta, tag_scope(tag))
+        if token is None:
+            return None
+        tokens[tag] = token
+    return tokens
+
+
+async def _create_token(meta: Store, name: str) -> str | None:
+    """A first token for ``name``; another process's, when it created one at the same moment."""
+    token = new_token()
+    if await meta.add(name, token, 0):
+        return token.decode("ascii")
+    existing = await meta.get(name)
+    if existing is not None:
+        return existing.decode("ascii", "replace")
+    # add() failed and nobody holds a token: the store cannot add (or is down); a plain set
+    # may overwrite a racing process's first token, which only costs that process's value a miss.
+    return token.decode("ascii") if await meta.set(name, token, 0) else None
+
+
+async def write(stores: KvStores, key: str, payload: bytes, ttl: int, tokens: dict[str, str] | None) -> bool:
+    """Store ``payload`` with its tags' tokens; ``tokens=None`` (unknown) stores nothing."""
+    if tokens is None:
+        return False
+    return await stores.values.set(key, wrap(payload, tokens), ttl)
+
+
+async def invalidate(stores: KvStores, tag: str) -> bool:
+    """A new token for ``tag``: every value tagged with it is a miss from now on, everywhere."""
+    return await bump(stores.meta, [tag_scope(tag)])
