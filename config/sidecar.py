@@ -92,6 +92,22 @@ class SidecarSettings(BaseSettings):
         10.0,
         description="Lifetime of the store lock that lets one sidecar of several fetch a cold key.",
     )
+    fast_path: bool = Field(
+        True,
+        description="Serve fresh HITs from a protocol-level fast path (llhttp parsing, prebuilt bytes); "
+        "everything else always takes the aiohttp path.",
+    )
+    near_cache_entries: Annotated[int, Field(ge=0)] = Field(
+        10_000, description="Responses the in-process near cache keeps as prebuilt bytes (0 turns it off)."
+    )
+    near_cache_bytes: Annotated[int, Field(ge=0)] = Field(
+        64 * 1024 * 1024, description="Bytes the near cache keeps."
+    )
+    near_cache_recheck: Annotated[float, Field(ge=0, le=3600)] = Field(
+        1.0,
+        description="With a shared store: seconds a near-cache entry is served before the store is asked "
+        "again (the bound on seeing another process's purge). Ignored with the memory store.",
+    )
     cache_status_name: str = Field(
         "tina4-sidecar",
         description="Cache name in the RFC 9211 Cache-Status header.",

@@ -164,6 +164,7 @@ async def purge(sidecar: Sidecar, request: web.BaseRequest) -> web.StreamRespons
         order = parse_purge(body)
     except PurgeError as exc:
         return error(400, str(exc))
+    sidecar.near.clear()  # the near cache cannot tell which prebuilt entries a purge covers
     if not await run_purge(sidecar.store, order, sidecar.query_filter):
         log.warning("admin purge %s failed: the store could not be written", order.as_json())
         return error(503, "the store could not be written: the purge may be incomplete, retry it")

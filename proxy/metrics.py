@@ -144,6 +144,8 @@ class Metrics:
         self.started = time.monotonic()
         self.origin_fetches = 0
         self.coalesced = 0
+        self.fast_hits = 0
+        """HITs answered by the protocol-level fast path (a subset of the ``hit`` outcome)."""
         self._slots: dict[tuple[str, str | None], _Slot] = {}
         self._durations = {outcome: Buckets(REQUEST_BUCKETS) for outcome in OUTCOMES}
         self._origin_statuses: dict[int, int] = {}

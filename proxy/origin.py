@@ -124,6 +124,7 @@ def revalidated(stale: Entry, not_modified_headers: CIMultiDictProxy[str], fetch
 
 async def store_entry(sidecar: Sidecar, primary: str, entry: Entry) -> bool:
     """Write the entry (and, for a varying response, the URL's vary index)."""
+    sidecar.near.drop(primary)
     ttl = storage_ttl(entry)
     names = [name for name, _ in entry.vary]
     if not names:

@@ -269,13 +269,17 @@ async def stream_and_store(
     client = ClientSink(request, response, head.method == "HEAD")
     await client.start()
     body: bytearray | None = bytearray() if storable else None
+    # The last chunk is held back until the entry is stored: a client that has the whole
+    # response and asks again at once then finds the entry.
+    held = b""
     try:
         async for chunk in upstream.content.iter_chunked(CHUNK):
             if body is not None:
                 body += chunk
                 if len(body) > limit:
                     body = None  # streamed through, not stored
-            await client.write(chunk)
+            await client.write(held)
+            held = chunk
             if client.gone and body is None:
                 break
     except STREAM_ERRORS as exc:
@@ -286,6 +290,7 @@ async def stream_and_store(
         )
         if entry is not None and await store_entry(sidecar, found.primary, entry):
             share(Shared(entry))
+    await client.write(held)
     await client.finish()
     return done(sidecar, "miss", rule, started, response)
 
@@ -304,7 +309,7 @@ class ClientSink:
             self.gone = True
 
     async def write(self, chunk: bytes) -> None:
-        if self.gone or self.head_only:
+        if self.gone or self.head_only or not chunk:
             return
         try:
             await self.response.write(chunk)
@@ -460,7 +465,9 @@ async def invalidate_after_write(sidecar: Sidecar, head: RequestHead) -> None:
     """RFC 9111 section 4.4: a successful unsafe request invalidates the GET entry of its URL."""
     rule = sidecar.rules.match("GET", head.path)
     if rule is not None and rule.cache:
-        await sidecar.store.delete(sidecar.key_for(replace(head, method="GET")))
+        key = sidecar.key_for(replace(head, method="GET"))
+        sidecar.near.drop(key)
+        await sidecar.store.delete(key)
 
 
 async def forward(

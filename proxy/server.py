@@ -14,6 +14,7 @@ from tina4_sidecar.config import CacheSettings, ConfigError, SidecarSettings
 from tina4_sidecar.config.rules import ManifestError, RuleSet, load_rules_file
 from tina4_sidecar.proxy.admin import handle_admin_listener
 from tina4_sidecar.proxy.admin_auth import check_token_strength
+from tina4_sidecar.proxy.fast_path import FastPath
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.pipeline import handle
 from tina4_sidecar.proxy.sidecar import Sidecar
@@ -52,6 +53,40 @@ async def stop_sidecar(sidecar: Sidecar) -> None:
     await sidecar.store.close()
 
 
+async def listen(sidecar: Sidecar) -> Listening:
+    """Accept connections: the HIT fast path in front of aiohttp, or aiohttp alone."""
+    settings = sidecar.settings
+    server = web.Server(functools.partial(handle, sidecar), access_log=None)
+    runner = web.ServerRunner(server, handle_signals=False)
+    await runner.setup()
+    host, port = settings.listen_address
+    try:
+        if settings.fast_path:
+            listener = await asyncio.get_running_loop().create_server(
+                lambda: FastPath(sidecar, server), host, port, backlog=1024
+            )
+            return Listening(sidecar, runner, listener)
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+        return Listening(sidecar, runner, None)
+    except BaseException:
+        await runner.cleanup()
+        raise
+
+
+class Listening:
+    """A listening sidecar; ``close()`` stops accepting and ends every connection."""
+
+    def __init__(self, sidecar: Sidecar, runner: web.ServerRunner, listener: asyncio.Server | None) -> None:
+        self.sidecar, self.runner, self.listener = sidecar, runner, listener
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            for transport in list(self.sidecar.fast_connections):
+                transport.close()
+        await self.runner.cleanup()
+
+
 async def serve(
     settings: SidecarSettings,
     cache_settings: CacheSettings,
@@ -59,29 +94,28 @@ async def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM (or until ``until()`` returns, for embedding and tests)."""
     sidecar = await start_sidecar(settings, cache_settings)
-    server = web.Server(functools.partial(handle, sidecar), access_log=None)
-    runner = web.ServerRunner(server, handle_signals=False)
-    await runner.setup()
-    host, port = settings.listen_address
+    listening: Listening | None = None
     admin: web.ServerRunner | None = None
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
-        await site.start()
+        listening = await listen(sidecar)
+        host, port = settings.listen_address
         log.info(
-            "listening on http://%s:%d in front of %s (store: %s)",
+            "listening on http://%s:%d in front of %s (store: %s, HIT fast path: %s)",
             host,
             port,
             settings.upstream,
             sidecar.store.backend_name,
+            "on" if settings.fast_path else "off",
         )
         if settings.admin_address is not None:
             admin = await _listen_admin(sidecar, *settings.admin_address)
         await (until() if until is not None else _stop_signal())
     finally:
         log.info("shutting down")
+        if listening is not None:
+            await listening.close()
         if admin is not None:
             await admin.cleanup()
-        await runner.cleanup()
         await stop_sidecar(sidecar)
 
 

@@ -12,6 +12,7 @@ from tina4_sidecar.config.rules import RuleSet
 from tina4_sidecar.proxy.flights import Flights
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.metrics import Metrics
+from tina4_sidecar.proxy.near_cache import NearCache
 from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.upstream import Upstream
 from tina4_sidecar.store.contract import Store
@@ -28,11 +29,19 @@ class Sidecar:
     query_filter: QueryFilter
     metrics: Metrics = field(default_factory=Metrics)
     flights: Flights = field(init=False)
+    near: NearCache = field(init=False)
+    fast_connections: set[asyncio.Transport] = field(default_factory=set)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     """Fetches and refreshes that may outlive their request; held so they are not collected."""
 
     def __post_init__(self) -> None:
         self.flights = Flights(self.settings.hit_for_miss)
+        shared = self.store.backend_name != "memory"  # only then can another process purge
+        self.near = NearCache(
+            self.settings.near_cache_entries,
+            self.settings.near_cache_bytes,
+            self.settings.near_cache_recheck if shared else None,
+        )
 
     def keep[T](self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``work`` as a task that finishes even if the request that started it is cancelled."""

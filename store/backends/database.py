@@ -32,6 +32,12 @@ layer (no LIKE patterns, no escaping). Expired rows are filtered on every read a
 a sweep every minute; a sweep removes expired rows of every namespace, because an expired row
 is dead for every reader and an application that went away leaves nobody else to sweep its rows.
 
+``add()`` (set if absent, the cross-process lock) is one statement, ``INSERT ... ON CONFLICT
+(cache_key) DO UPDATE ... WHERE <the existing row has expired>``: the primary key lets one of
+several concurrent inserts through, and a conflicting row is overwritten only while it is expired
+(PostgreSQL re-checks that condition on the newest version of the row after waiting for its lock;
+SQLite runs one writer at a time). One row changed means this call stored the value.
+
 Clock: expiry times are written and compared with the sidecar's ``time.time()``, never the
 database's ``now()``. Sidecars on several hosts need synced clocks only for TTL accuracy: a host
 whose clock runs ahead sees entries expire early. Invalidation (delete, clear) never depends
@@ -91,6 +97,10 @@ class SqlEngine(Protocol):
     async def get_many(self, keys: list[str], now: float) -> dict[str, bytes]: ...
 
     async def set(self, key: str, ns: str, value: bytes, expires_at: float | None) -> None: ...
+
+    async def add(self, key: str, ns: str, value: bytes, expires_at: float | None, now: float) -> bool:
+        """Insert, or overwrite a row that has expired by ``now``; True when a row was written."""
+        ...
 
     async def delete(self, key: str, now: float) -> bool: ...
 
@@ -188,6 +198,10 @@ class DatabaseStore(Store):
 
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
         await self.engine.set(self.row_key(key), self.ns, value, self.expires_at(ttl))
+
+    async def _add(self, key: str, value: bytes, ttl: int) -> bool:
+        now = time.time()
+        return await self.engine.add(self.row_key(key), self.ns, value, self.expires_at(ttl, now), now)
 
     async def _delete(self, key: str) -> bool:
         return await self.engine.delete(self.row_key(key), time.time())

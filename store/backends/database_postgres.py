@@ -52,6 +52,16 @@ _SET = (
     "ON CONFLICT (cache_key) DO UPDATE SET ns = EXCLUDED.ns, value = EXCLUDED.value, "
     "expires_at = EXCLUDED.expires_at"
 )
+# One statement: the insert, or, on a conflict, an overwrite of a row that has expired. Under
+# READ COMMITTED a conflicting row that another transaction is writing is waited for and the
+# WHERE re-checked on its newest version, so of concurrent adds exactly one writes a row.
+_ADD = (
+    f"INSERT INTO {TABLE} AS cache (cache_key, ns, value, expires_at) "
+    "VALUES (%(key)s, %(ns)s, %(value)s, %(expires_at)s) "
+    "ON CONFLICT (cache_key) DO UPDATE SET ns = EXCLUDED.ns, value = EXCLUDED.value, "
+    "expires_at = EXCLUDED.expires_at "
+    "WHERE cache.expires_at IS NOT NULL AND cache.expires_at <= %(now)s"
+)
 _DELETE = f"DELETE FROM {TABLE} WHERE cache_key = %s RETURNING {_LIVE}"
 _CLEAR = f"DELETE FROM {TABLE} WHERE ns = %s"
 _COUNT = f"SELECT count(*) FROM {TABLE} WHERE ns = %s AND {_LIVE}"
@@ -140,6 +150,10 @@ class PostgresEngine:
 
     async def set(self, key: str, ns: str, value: bytes, expires_at: float | None) -> None:
         await self._execute(_SET, (key, ns, value, expires_at))
+
+    async def add(self, key: str, ns: str, value: bytes, expires_at: float | None, now: float) -> bool:
+        params = {"key": key, "ns": ns, "value": value, "expires_at": expires_at, "now": now}
+        return await self._execute(_ADD, params) == 1  # 0: the conflicting row is live
 
     async def delete(self, key: str, now: float) -> bool:
         rows = await self._query(_DELETE, (key, now))

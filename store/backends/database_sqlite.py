@@ -38,6 +38,14 @@ _SET = (
     "ON CONFLICT (cache_key) DO UPDATE SET ns = excluded.ns, value = excluded.value, "
     "expires_at = excluded.expires_at"
 )
+# Upsert syntax needs SQLite 3.24. The statement's rowcount is sqlite3_changes(): 1 for the insert
+# or the overwrite of an expired row, 0 when the WHERE kept a live row. Writers are serialised
+# by the database lock, so the statement is atomic across processes.
+_ADD = (
+    f"INSERT INTO {TABLE} (cache_key, ns, value, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (cache_key) DO UPDATE SET ns = excluded.ns, value = excluded.value, "
+    f"expires_at = excluded.expires_at WHERE {TABLE}.expires_at IS NOT NULL AND {TABLE}.expires_at <= ?"
+)
 _DELETE = f"DELETE FROM {TABLE} WHERE cache_key = ? RETURNING {_LIVE}"
 _CLEAR = f"DELETE FROM {TABLE} WHERE ns = ?"
 _COUNT = f"SELECT count(*) FROM {TABLE} WHERE ns = ? AND {_LIVE}"
@@ -109,6 +117,9 @@ class SqliteEngine:
 
     async def set(self, key: str, ns: str, value: bytes, expires_at: float | None) -> None:
         await self._call(_fetchall, _SET, (key, ns, value, expires_at))
+
+    async def add(self, key: str, ns: str, value: bytes, expires_at: float | None, now: float) -> bool:
+        return await self._call(_rowcount, _ADD, (key, ns, value, expires_at, now)) == 1
 
     async def delete(self, key: str, now: float) -> bool:
         rows = await self._call(_fetchall, _DELETE, (key, now))

@@ -42,6 +42,16 @@ A server started with an ``-I`` below 1 MiB needs ``chunk_bytes`` lowered to mat
 TTL: memcached reads an exptime above 30 days as an absolute unix time, so a ttl above
 2,592,000 s is sent as ``now + ttl`` (the server's clock must then agree with ours).
 
+``add()`` (set if absent, the cross-process lock) is memcached's own ``add`` command on the item
+key, so the server decides alone which of several sidecars wins. It reads the generation in a
+round trip of its own rather than reusing the one seen in the last second: an ``add`` into a
+generation that another sidecar has just cleared would take a lock that nobody else can see.
+A large value's chunks are written first and the manifest is then ``add``-ed, which keeps the add
+one command; the loser deletes its chunks. An item that memcached still holds but no reader can
+use (a manifest whose chunk was evicted) is no live value: it is replaced by ``gets`` + ``cas``,
+which fails if anyone changed the item in between. Memcached itself decides what has expired
+(whole seconds), exactly as for reads.
+
 ``size()`` is APPROXIMATE: memcached cannot count keys by prefix. A counter per generation is
 incremented when a write creates a key (``add`` succeeded) and decremented when ``delete``
 removed one; a clear starts a new generation whose counter is zero. Entries that expire or that
@@ -209,6 +219,9 @@ class MemcachedStore(Store):
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
         await self._run(self._write_value, key, value, ttl)
 
+    async def _add(self, key: str, value: bytes, ttl: int) -> bool:
+        return await self._run(self._add_value, key, value, ttl)
+
     async def _delete(self, key: str) -> bool:
         return await self._run(self._delete_value, key)
 
@@ -279,6 +292,40 @@ class MemcachedStore(Store):
             self._adjust_count(generation, 1)
         elif not client.set(item_key, payload, expire=expire, noreply=False, flags=flags):
             raise MemcacheError("memcached did not store the value")
+
+    def _add_value(self, key: str, value: bytes, ttl: int) -> bool:
+        """memcached's ``add`` on the item key of the CURRENT generation: True when this call stored it."""
+        client = self._memcache()
+        generation, _ = self._read_current([])  # not a reused one: see add() in the module docstring
+        item_key = self._item_key(generation, _hash(key))
+        expire = memcached_exptime(ttl)
+        payload, flags = value, 0
+        if len(value) > self.chunk_bytes:
+            payload, flags = self._write_chunks(item_key, value, expire), FLAG_CHUNKED
+        if client.add(item_key, payload, expire=expire, noreply=False, flags=flags):
+            self._adjust_count(generation, 1)  # a new key
+            return True
+        stored = self._replace_unreadable(item_key, payload, flags, expire)
+        if not stored and flags == FLAG_CHUNKED:  # ours lost: nothing will ever read these chunks
+            client.delete_many(_chunk_keys(item_key, payload), noreply=False)
+        return stored
+
+    def _replace_unreadable(self, item_key: str, payload: bytes, flags: int, expire: int) -> bool:
+        """After a failed ``add``: replace the item only if no reader could use it (a manifest with
+        a lost chunk), and only if nobody changed it since we looked (``cas``). The key stays
+        counted: it existed."""
+        client = self._memcache()
+        found, token = client.gets(item_key)
+        if found is None or token is None:
+            return False  # gone meanwhile (expired, deleted): someone else's add may have won already
+        held_flags, manifest = found
+        if held_flags != FLAG_CHUNKED:
+            return False  # a plain value: live
+        names = _chunk_keys(item_key, manifest)
+        chunks = client.get_many(names) if names else {}
+        if _assemble(manifest, [chunks.get(name) for name in names]) is not None:
+            return False  # a whole chunked value: live
+        return bool(client.cas(item_key, payload, token, expire=expire, noreply=False, flags=flags))
 
     def _write_chunks(self, item_key: str, value: bytes, expire: int) -> bytes:
         """Store ``value``'s chunks under a fresh token; the manifest that points to them."""

@@ -28,6 +28,13 @@ are atomic on MongoDB but not usable on nx-27017, the wire-compatible server our
 where no mongod is installed: on an existing document it stores a ``$set`` date as a string
 (which the TTL index then ignores) and its replace fails to encode binary values.
 
+``add`` (set if absent, the cross-process lock) is ``insert_one``: the unique ``_id`` index lets
+exactly one of several concurrent inserts through, on mongod and on nx-27017 alike. A duplicate
+key whose document has expired (by our clock; the TTL monitor may not have run yet) is deleted
+with a filter on ``_id`` AND ``expires_at <= now`` -- never a live document that another process
+has just written -- and the insert is tried once more; of several processes doing this at once,
+still only one insert succeeds. A duplicate key whose delete finds nothing expired is taken.
+
 Other documents in the collection (Tina4's own ``tina4:cache:*`` entries have no ``ns``) and
 other collections are never touched. Values are limited by BSON's 16 MiB document size.
 """
@@ -45,7 +52,7 @@ import pymongo
 from bson.binary import Binary
 from pymongo import AsyncMongoClient, DeleteOne, InsertOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from tina4_sidecar.store.contract import CLEAR_TIMEOUT, Store, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -133,13 +140,7 @@ class MongoStore(Store):
 
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
         full_key = self.full_key(key)
-        expires = self.expires_at(ttl, self._clock())
-        document = {
-            "_id": full_key,
-            "ns": self.ns,
-            "value": Binary(value),
-            "expires_at": None if expires is None else datetime.fromtimestamp(expires, UTC),
-        }
+        document = self._document(full_key, value, ttl, self._clock())
         # Delete and insert in one ordered bulk (one round trip), rather than an upsert: see
         # "Writes" in the module docstring.
         try:
@@ -152,6 +153,27 @@ class MongoStore(Store):
                 raise
             # a concurrent set inserted between our delete and our insert: ours counts as the
             # earlier of two concurrent writes, and theirs is the value that stays
+
+    async def _add(self, key: str, value: bytes, ttl: int) -> bool:
+        full_key = self.full_key(key)
+        clock = self._clock()
+        document = self._document(full_key, value, ttl, clock)
+        collection = self._collection()
+        try:
+            await collection.insert_one(document)
+            return True
+        except DuplicateKeyError:
+            pass
+        # Taken, unless the holder has expired: remove it only if it still has, so that a live
+        # value written meanwhile by another process survives, then try once more.
+        expired = {"_id": full_key, "expires_at": {"$lte": datetime.fromtimestamp(clock, UTC)}}
+        if (await collection.delete_one(expired)).deleted_count == 0:
+            return False
+        try:
+            await collection.insert_one(document)
+            return True
+        except DuplicateKeyError:
+            return False  # another process got in between our delete and our insert
 
     async def _delete(self, key: str) -> bool:
         now = self._now()
@@ -215,6 +237,15 @@ class MongoStore(Store):
             await collection.create_index(
                 [("ns", pymongo.ASCENDING), ("expires_at", pymongo.ASCENDING)], name="tina4_ns_expires_at"
             )
+
+    def _document(self, full_key: str, value: bytes, ttl: int, clock: float) -> _Doc:
+        expires = self.expires_at(ttl, clock)
+        return {
+            "_id": full_key,
+            "ns": self.ns,
+            "value": Binary(value),
+            "expires_at": None if expires is None else datetime.fromtimestamp(expires, UTC),
+        }
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

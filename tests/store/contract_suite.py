@@ -43,9 +43,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 import pytest
@@ -367,9 +370,81 @@ class ContractSuite:
         assert await store.size() == len(keys)
 
 
+@dataclass(frozen=True)
+class StoreSpec:
+    """How ANOTHER process opens the store under test, for :class:`AddSuite`'s cross-process race.
+
+    The child builds ``CacheSettings(cache_backend=backend, cache_url=url, cache_namespace=<the
+    test's namespace>, **settings)`` and calls ``tina4_sidecar.store.factory.build_store`` with the
+    test's layer: the same path the sidecar takes, without the file-store fallback (a fallback
+    would hide a failing backend). ``settings`` holds any other ``CacheSettings`` field as text,
+    e.g. ``{"cache_dir": str(path)}``; ``cache_timeout`` defaults to ``RACER_TIMEOUT``. The child's
+    environment has no ``TINA4_*`` variables: the spec is its whole configuration.
+    """
+
+    backend: str
+    url: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+RACERS = 4
+"""Processes in the cross-process add race."""
+RACER_TIMEOUT = "5"
+"""cache_timeout of a racing process: its adds queue behind each other, and a timeout is an error."""
+RACER_OPEN_TIMEOUT = 60.0
+"""Seconds a racing process may take to start and open its store (imports, connections)."""
+EXPIRY_WAIT = 2.1
+"""Seconds after which a ttl=1 entry has expired everywhere (memcached's clock ticks in seconds)."""
+
+_ADD_RACER = """
+import asyncio, json, sys, time
+from tina4_sidecar.config import CacheSettings
+from tina4_sidecar.store.factory import build_store
+
+async def main() -> None:
+    job = json.loads(sys.argv[1])
+    settings = CacheSettings(
+        _env_file=None,
+        cache_backend=job["backend"],
+        cache_url=job["url"],
+        cache_namespace=job["namespace"],
+        **job["settings"],
+    )
+    store = build_store(settings, job["layer"])
+    await store.open()
+    try:
+        print("ready", flush=True)
+        start_at = float(sys.stdin.readline())
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        worker, ttl = job["worker"], job["ttl"]
+        added = await asyncio.gather(
+            *(store.add(key, f"{worker}:{i}".encode(), ttl) for i, key in enumerate(job["keys"]))
+        )
+        report = {"added": added, "errors": store.counters.errors, "last_error": store.counters.last_error}
+        print(json.dumps(report), flush=True)
+    finally:
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
 class AddSuite:
-    """``add()``: set-if-absent, atomic across concurrent callers. Mixed into a backend's suite
-    once the backend implements ``_add``; uses the same ``make_store`` fixture."""
+    """``add()``: set-if-absent, atomic across concurrent callers AND processes (it backs the
+    cross-process locks). Mixed into a backend's suite once the backend implements ``_add``; uses
+    the same ``make_store`` fixture, plus ``store_spec``: a :class:`StoreSpec` saying how another
+    process opens the same store. A store that processes cannot share (memory) overrides
+    :meth:`test_add_races_between_processes_have_one_winner` instead, saying why in its docstring.
+    """
+
+    @pytest.fixture
+    def store_spec(self) -> StoreSpec:
+        pytest.fail(
+            f"{type(self).__name__} mixes in AddSuite without a store_spec fixture: return a StoreSpec "
+            "saying how another process opens this store (or, for a store that processes cannot "
+            "share, override test_add_races_between_processes_have_one_winner and say why)",
+            pytrace=False,
+        )
 
     async def test_add_sets_only_when_absent(self, make_store: MakeStore) -> None:
         store = await make_store()
@@ -378,13 +453,75 @@ class AddSuite:
         assert await store.get("lock") == b"a"
         assert await store.delete("lock")
         assert await store.add("lock", b"c", 0)
+        assert await store.get("lock") == b"c"
+
+    async def test_add_rejects_a_negative_ttl_and_stores_nothing(self, make_store: MakeStore) -> None:
+        store = await make_store()
+        with pytest.raises(ValueError, match="ttl"):
+            await store.add("k", b"v", -1)
+        assert await store.get("k") is None
+
+    async def test_an_added_value_reads_back_everywhere_and_counts_once(self, make_store: MakeStore) -> None:
+        store, other = await make_store(), await make_store()
+        assert await store.add("k", b"added with a ttl", 60)
+        assert await store.add("forever", b"added without", 0)
+        assert await other.get_many(["k", "forever"]) == [b"added with a ttl", b"added without"]
+        assert not await other.add("k", b"second", 60)
+        assert await store.size() == 2  # a lost add creates nothing
+        assert await other.delete("k") is True
+        assert await store.size() == 1
+
+    @pytest.mark.parametrize("value", ROUND_TRIP_VALUES.values(), ids=ROUND_TRIP_VALUES.keys())
+    async def test_added_value_round_trips_exactly(self, make_store: MakeStore, value: bytes) -> None:
+        store = await make_store()
+        assert await store.add("value", value, 60)
+        assert not await store.add("value", b"other", 60)
+        assert await store.get("value") == value
+
+    async def test_add_with_awkward_keys(self, make_store: MakeStore) -> None:
+        store = await make_store()
+        keys = [*AWKWARD_KEYS.values(), "x" * 3000]  # the last is longer than any backend's raw key
+        for index, key in enumerate(keys):
+            assert await store.add(key, str(index).encode(), 60), key
+        for key in keys:
+            assert not await store.add(key, b"again", 60), key
+        assert await store.get_many(keys) == [str(i).encode() for i in range(len(keys))]
+
+    async def test_add_never_clobbers_a_live_value_set_by_another_store(self, make_store: MakeStore) -> None:
+        writer, adder = await make_store(), await make_store()
+        await writer.set("with-ttl", b"live", 60)
+        await writer.set("forever", b"live forever", 0)
+        await writer.set("rewritten", b"first", 1)
+        await writer.set("rewritten", b"now for an hour", 3600)  # the overwrite's TTL is the one that counts
+        for key in ("with-ttl", "forever", "rewritten"):
+            assert not await adder.add(key, b"clobbered", 60), key
+        assert await writer.get_many(["with-ttl", "forever", "rewritten"]) == [
+            b"live",
+            b"live forever",
+            b"now for an hour",
+        ]
+        assert adder.counters.errors == 0  # "taken", not a failure
 
     async def test_add_replaces_an_expired_value(self, make_store: MakeStore) -> None:
-        store = await make_store()
+        store, other = await make_store(), await make_store()
         assert await store.add("short", b"old", 1)
-        await asyncio.sleep(2.1)
-        assert await store.add("short", b"new", 0)
-        assert await store.get("short") == b"new"
+        await other.set("set-short", b"old", 1)
+        assert await store.add("long", b"kept", 3600)
+        await asyncio.sleep(EXPIRY_WAIT)
+        assert await store.get("short") is None
+        assert await other.add("short", b"new", 0)  # expired, whichever store wrote or reads it
+        assert await store.add("set-short", b"new too", 60)
+        assert not await other.add("long", b"clobbered", 60)
+        assert await store.get_many(["short", "set-short", "long"]) == [b"new", b"new too", b"kept"]
+
+    async def test_add_sees_a_clear_made_by_another_store_at_once(self, make_store: MakeStore) -> None:
+        first, second = await make_store(), await make_store()
+        assert await first.add("lock", b"first", 30)
+        assert not await second.add("lock", b"second", 30)
+        assert await first.clear() is True
+        assert await second.add("lock", b"second", 30)  # at once: a clear releases every lock
+        assert not await first.add("lock", b"first again", 30)
+        assert await first.get("lock") == b"second"
 
     async def test_exactly_one_of_many_concurrent_adds_wins(self, make_store: MakeStore) -> None:
         stores = [await make_store() for _ in range(4)]
@@ -392,3 +529,83 @@ class AddSuite:
         assert results.count(True) == 1
         winner = results.index(True)
         assert await stores[0].get("race") == str(winner).encode()
+
+    async def test_add_races_between_processes_have_one_winner(
+        self, make_store: MakeStore, store_spec: StoreSpec
+    ) -> None:
+        """RACERS processes, each with its own store (own connections, nothing cached in common),
+        start at one shared instant and add the same keys at once: every key free or expired has
+        exactly one winner, whose value is the one stored, and a key held by a live value none."""
+        store = await make_store()
+        keys = [f"race-{i}" for i in range(16)] + ["race-long-" + "x" * 1200]
+        expired = keys[0:16:2]  # the others were never written
+        for key in expired:
+            await store.set(key, b"expired", 1)
+        written_at = time.monotonic()
+        await store.set("held", b"live", 0)
+        keys.append("held")
+        jobs = [
+            {
+                "backend": store_spec.backend,
+                "url": store_spec.url,
+                "settings": {"cache_timeout": RACER_TIMEOUT, **store_spec.settings},
+                "namespace": store.namespace,
+                "layer": store.layer,
+                "keys": keys,
+                "ttl": 30,
+                "worker": worker,
+            }
+            for worker in range(RACERS)
+        ]
+        env = {name: value for name, value in os.environ.items() if not name.startswith("TINA4_")}
+        racers: list[asyncio.subprocess.Process] = []
+        try:
+            for job in jobs:
+                racers.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-c",
+                        _ADD_RACER,
+                        json.dumps(job),
+                        stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
+                        env=env,
+                    )
+                )
+            for racer in racers:
+                assert racer.stdout is not None
+                line = await asyncio.wait_for(racer.stdout.readline(), RACER_OPEN_TIMEOUT)
+                if line.strip() != b"ready":
+                    _, err = await racer.communicate()
+                    pytest.fail(f"a racing process could not open its store:\n{err.decode()[-3000:]}")
+            await asyncio.sleep(max(0.0, EXPIRY_WAIT - (time.monotonic() - written_at)))
+            start_at = f"{time.time() + 0.3}\n".encode()  # every process waits for the same instant
+            for racer in racers:
+                assert racer.stdin is not None
+                racer.stdin.write(start_at)
+                await racer.stdin.drain()
+                racer.stdin.close()
+            outputs = await asyncio.wait_for(
+                asyncio.gather(*(racer.communicate() for racer in racers)), RACER_OPEN_TIMEOUT
+            )
+        finally:
+            for racer in racers:
+                if racer.returncode is None:
+                    racer.kill()
+                    await racer.wait()
+        for racer, (_, err) in zip(racers, outputs, strict=True):
+            assert racer.returncode == 0, err.decode()[-3000:]
+        reports = [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outputs]
+        failures = [report["last_error"] for report in reports if report["errors"]]
+        assert failures == [], "racing processes had store errors (an add that failed is no answer)"
+        stored = await store.get_many(keys)
+        for index, key in enumerate(keys):
+            winners = [worker for worker, report in enumerate(reports) if report["added"][index]]
+            if key == "held":
+                assert winners == [], "an add took a key that held a live value"
+                assert stored[index] == b"live"
+                continue
+            state = "expired" if key in expired else "free"
+            assert len(winners) == 1, f"{key[:16]} ({state}): won by {winners}"
+            assert stored[index] == f"{winners[0]}:{index}".encode()

@@ -25,10 +25,12 @@ from tina4_sidecar.store.factory import open_store
 from tests.servers import postgres as pg
 from tests.servers.process import free_port
 from tests.store.contract_suite import (
+    AddSuite,
     ContractSuite,
     ForeignExists,
     ForeignWrite,
     StoreMaker,
+    StoreSpec,
     store_factory,
     unique_namespace,
 )
@@ -95,7 +97,7 @@ class RawTable:
         return int(self.scalar(f"SELECT count(*) FROM {TABLE}"))
 
 
-class DatabaseContract(ContractSuite):
+class DatabaseContract(ContractSuite, AddSuite):
     """The contract on one engine; subclasses give ``url``."""
 
     backend_name = "database"
@@ -108,6 +110,10 @@ class DatabaseContract(ContractSuite):
     async def make_store(self, url: str) -> AsyncIterator[StoreMaker]:
         async with store_factory(builder(url)) as make:
             yield make
+
+    @pytest.fixture
+    def store_spec(self, url: str) -> StoreSpec:
+        return StoreSpec("database", url=url)
 
     @pytest.fixture
     def foreign_write(self, url: str) -> ForeignWrite:
@@ -222,6 +228,51 @@ async def test_keys_a_text_column_cannot_hold_are_stored_under_a_digest(fresh_ur
             RawTable(fresh_url).write(store.full_key(long_key), b"raw")
 
 
+async def test_add_with_keys_stored_under_a_digest(fresh_url: str, opened: Any) -> None:
+    store: Store = await opened(builder(fresh_url)(unique_namespace(), "resp"))
+    long_key = "GET:https://shop.example/search?q=" + os.urandom(3000).hex()
+    keys = [
+        long_key,
+        long_key + "&page=2",
+        "#sha256:" + hashlib.sha256(long_key.encode()).hexdigest(),
+        "nul\x00",
+    ]
+    for index, key in enumerate(keys):
+        assert await store.add(key, str(index).encode(), 60) is True
+    for key in keys:
+        assert await store.add(key, b"again", 60) is False
+    assert await store.get_many(keys) == [b"0", b"1", b"2", b"3"]
+    assert store.counters.errors == 0
+
+
+async def test_add_overwrites_a_row_only_while_it_is_expired(fresh_url: str, opened: Any) -> None:
+    store: Store = await opened(builder(fresh_url)(unique_namespace(), "kv"))
+    assert isinstance(store, DatabaseStore)
+    raw = RawTable(fresh_url)
+    now = time.time()
+    raw.write(store.full_key("expired"), b"old", expires_at=now - 1)  # not swept yet
+    raw.write(store.full_key("live"), b"live", expires_at=now + 600)
+    raw.write(store.full_key("forever"), b"forever", expires_at=None)
+
+    assert await store.add("expired", b"new", 30) is True
+    assert await store.add("live", b"clobbered", 30) is False
+    assert await store.add("forever", b"clobbered", 30) is False
+
+    def row(key: str) -> tuple[bytes, float | None]:
+        value = raw.scalar(f"SELECT value FROM {TABLE} WHERE cache_key = ?", store.full_key(key))
+        expires = raw.scalar(f"SELECT expires_at FROM {TABLE} WHERE cache_key = ?", store.full_key(key))
+        return bytes(value), expires
+
+    new_value, new_expiry = row("expired")
+    assert new_value == b"new"
+    assert new_expiry is not None
+    assert abs(new_expiry - (now + 30)) < 5
+    assert row("live") == (b"live", now + 600)  # neither value nor expiry touched
+    assert row("forever") == (b"forever", None)
+    assert raw.scalar(f"SELECT ns FROM {TABLE} WHERE cache_key = ?", store.full_key("expired")) == store.ns
+    assert store.counters.errors == 0
+
+
 # -- sweeping ---------------------------------------------------------------------------------------
 
 
@@ -274,10 +325,11 @@ async def test_postgres_stopped_and_restarted_mid_test(
         assert await store.get("before") is None
         assert await store.get_many(["before", "x"]) == [None, None]
         assert await store.set("during", b"lost", 0) is False
+        assert await store.add("during", b"lost", 0) is False
         assert await store.delete("before") is False
         assert await store.clear() is False
         assert await store.size() == 0
-        assert store.counters.errors >= 6
+        assert store.counters.errors >= 7
         assert store.counters.last_error is not None
         with pytest.raises(StoreUnavailable):
             await store.ping()
@@ -291,7 +343,8 @@ async def test_postgres_stopped_and_restarted_mid_test(
     assert await store.get("before") == b"kept"
     assert await store.get("after") == b"back"
     errors = store.counters.errors
-    assert await store.size() == 2
+    assert await store.add("lock", b"after the restart", 0) is True
+    assert await store.size() == 3
     assert store.counters.errors == errors
 
 
@@ -347,6 +400,23 @@ async def test_a_locked_row_costs_one_timeout_not_a_hang(postgres_url: str, open
         assert await store.get("hot") == b"v"  # readers do not wait for row locks
     assert store.counters.errors == 1
     assert await store.set("hot", b"new", 0) is True
+
+
+async def test_an_add_waits_for_a_locked_row_and_costs_one_timeout(postgres_url: str, opened: Any) -> None:
+    # The wait is what makes add atomic: a conflicting row is locked before its expiry is checked.
+    store: Store = await opened(builder(postgres_url, cache_timeout=0.3)(unique_namespace(), "kv"))
+    RawTable(postgres_url).write(store.full_key("lock"), b"expired", expires_at=time.time() - 1)
+    with psycopg.connect(postgres_url) as locker:
+        locker.execute(f"SELECT 1 FROM {TABLE} WHERE cache_key = %s FOR UPDATE", (store.full_key("lock"),))
+        began = time.monotonic()
+        assert await store.add("lock", b"timed out", 30) is False
+        assert time.monotonic() - began < 0.8
+        # Held until the server's statement_timeout (the store's timeout) has cancelled the add:
+        # released earlier, the add that its caller gave up on would still take the key.
+        await asyncio.sleep(0.6)
+    assert store.counters.errors == 1
+    assert await store.add("lock", b"mine", 30) is True
+    assert await store.get("lock") == b"mine"
 
 
 async def test_a_clear_that_outlasts_its_caller_still_takes_effect(postgres_url: str, opened: Any) -> None:

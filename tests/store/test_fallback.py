@@ -36,6 +36,7 @@ from tests.store.contract_suite import (
     ForeignExists,
     ForeignWrite,
     StoreMaker,
+    StoreSpec,
     store_factory,
     unique_namespace,
 )
@@ -108,6 +109,11 @@ class TestContractOnAHealthyPrimary(ContractSuite, AddSuite):
     backend_name = "redis"
 
     @pytest.fixture
+    def store_spec(self, shared_server: ServerProcess) -> StoreSpec:
+        """Other processes reach the same healthy Redis directly."""
+        return StoreSpec("redis", url=server_url(shared_server))
+
+    @pytest.fixture
     async def make_store(self, shared_server: ServerProcess, tmp_path: Path) -> AsyncIterator[StoreMaker]:
         url = server_url(shared_server)
 
@@ -134,6 +140,11 @@ class TestContractOnAHealthyPrimary(ContractSuite, AddSuite):
 
 class TestContractDegradedToTheFileStore(ContractSuite, AddSuite):
     backend_name = "file"
+
+    @pytest.fixture
+    def store_spec(self, tmp_path: Path) -> StoreSpec:
+        """Degraded, this store is the file store in ``cache_dir``: other processes race there."""
+        return StoreSpec("file", settings={"cache_dir": str(tmp_path / "cache")})
 
     @pytest.fixture
     async def make_store(self, tmp_path: Path) -> AsyncIterator[StoreMaker]:

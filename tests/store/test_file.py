@@ -30,6 +30,7 @@ from tests.store.contract_suite import (
     ForeignExists,
     ForeignWrite,
     StoreMaker,
+    StoreSpec,
     store_factory,
     unique_namespace,
 )
@@ -52,6 +53,10 @@ def foreign_paths(tmp_path: Path, raw_key: str) -> list[Path]:
 
 class TestFileContract(ContractSuite, AddSuite):
     backend_name = "file"
+
+    @pytest.fixture
+    def store_spec(self, tmp_path: Path) -> StoreSpec:
+        return StoreSpec("file", settings={"cache_dir": str(tmp_path / "cache")})
 
     @pytest.fixture
     async def make_store(self, tmp_path: Path) -> AsyncIterator[StoreMaker]:

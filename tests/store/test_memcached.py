@@ -25,10 +25,12 @@ from tina4_sidecar.store.contract import Store, StoreUnavailable
 from tests.servers.memcached import kill, memcached_server, raw_client, server_url, serving
 from tests.servers.process import ServerProcess, free_port
 from tests.store.contract_suite import (
+    AddSuite,
     ContractSuite,
     ForeignExists,
     ForeignWrite,
     StoreMaker,
+    StoreSpec,
     store_factory,
     unique_namespace,
 )
@@ -75,12 +77,16 @@ def stored_keys(server: ServerProcess, prefix: str) -> dict[str, int]:
     return keys
 
 
-class TestMemcachedContract(ContractSuite):
+class TestMemcachedContract(ContractSuite, AddSuite):
     backend_name = "memcached"
 
     @pytest.fixture
     def make_store(self, stores: StoreMaker) -> StoreMaker:
         return stores
+
+    @pytest.fixture
+    def store_spec(self, memcached: ServerProcess) -> StoreSpec:
+        return StoreSpec("memcached", url=server_url(memcached))
 
     @pytest.fixture
     def foreign_write(self, raw: Client) -> ForeignWrite:
@@ -194,9 +200,7 @@ async def test_a_ttl_over_30_days_is_not_read_as_a_timestamp_in_1970(
 # -- clear ----------------------------------------------------------------------------------------
 
 
-async def test_clear_is_one_generation_step_and_spares_foreign_keys(
-    stores: StoreMaker, raw: Client
-) -> None:
+async def test_clear_is_one_generation_step_and_spares_foreign_keys(stores: StoreMaker, raw: Client) -> None:
     store = await stores()
     other_process = await stores()
     for i in range(100):
@@ -255,6 +259,75 @@ async def test_a_lost_chunk_is_a_miss_not_a_truncated_value(stores: StoreMaker, 
     assert store.counters.errors == 0
 
 
+# -- add --------------------------------------------------------------------------------------------
+
+
+def item_key(store: MemcachedStore, raw: Client, key: str) -> str:
+    generation = int(raw.get(f"{store.prefix}gen"))
+    return f"{store.prefix}{generation}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+async def test_add_of_a_chunked_value_is_one_add_and_a_loser_leaves_no_chunks(
+    stores: StoreMaker, memcached: ServerProcess, raw: Client
+) -> None:
+    store = await stores()
+    big = os.urandom(2_500_000)  # three chunks
+    assert await store.add("big", big, 60) is True
+    assert await store.get("big") == big
+    manifest = raw.get(item_key(store, raw, "big"))
+    assert manifest is not None
+    assert manifest.decode().split(":")[1:] == ["3", "2500000"]  # the manifest went in last, by add
+    keys_after_win = set(stored_keys(memcached, store.prefix))
+    assert len(keys_after_win) == 1 + 3 + 2  # manifest, chunks, generation, count
+
+    assert await store.add("big", os.urandom(2_400_000), 60) is False
+    assert set(stored_keys(memcached, store.prefix)) == keys_after_win  # the loser's chunks are gone
+    assert await store.get("big") == big
+    assert await store.size() == 1
+
+
+async def test_add_takes_over_a_chunked_value_that_lost_a_chunk(stores: StoreMaker, raw: Client) -> None:
+    store = await stores()
+    await store.set("big", os.urandom(2_200_000), 0)
+    name = item_key(store, raw, "big")
+    token = raw.get(name).decode().split(":")[0]
+    assert raw.delete(f"{name}:{token}:2") is True  # as if the LRU had evicted it
+    assert await store.get("big") is None  # no reader can use what the key holds...
+
+    assert await store.add("big", b"small", 60) is True  # ...so it holds no live value
+    assert await store.get("big") == b"small"
+    assert await store.add("big", b"other", 60) is False
+    big = os.urandom(1_500_000)
+    await store.set("whole", big, 0)
+    assert await store.add("whole", b"other", 60) is False  # a whole chunked value is live
+    assert await store.get("whole") == big
+    assert await store.size() == 2  # the key that was taken over was counted once
+    assert store.counters.errors == 0
+
+
+async def test_add_with_a_ttl_over_30_days_sends_an_absolute_exptime(
+    stores: StoreMaker, memcached: ServerProcess
+) -> None:
+    store = await stores()
+    month_and_a_day = 31 * 24 * 3600
+    assert await store.add("long-lived", b"v", month_and_a_day) is True
+    assert await store.get("long-lived") == b"v"  # a relative 31-day exptime would be 1970: expired
+    expiries = [exp for exp in stored_keys(memcached, store.prefix).values() if exp != -1]
+    assert len(expiries) == 1
+    assert abs(expiries[0] - (time.time() + month_and_a_day)) < 60
+
+
+async def test_add_lands_in_the_generation_of_a_clear_made_a_moment_ago(stores: StoreMaker) -> None:
+    # The generation cache of writes (GENERATION_REUSE) must not apply to add: a lock taken in a
+    # cleared generation would be invisible to every other sidecar, which would then take it too.
+    first, second = await stores(), await stores()
+    assert await second.add("lock", b"old", 30) is True  # second now has the generation cached
+    await first.clear()
+    assert await second.add("lock", b"second", 30) is True
+    assert await first.add("lock", b"first", 30) is False
+    assert await first.get("lock") == b"second"
+
+
 # -- outages --------------------------------------------------------------------------------------
 
 
@@ -271,10 +344,11 @@ async def test_a_server_restart_costs_errors_not_exceptions_and_the_pool_reconne
         assert await store.get("k") is None
         assert await store.get_many(["k", "x"]) == [None, None]
         assert await store.set("k", b"v", 60) is False
+        assert await store.add("k", b"v", 60) is False
         assert await store.delete("k") is False
         assert await store.clear() is False
         assert await store.size() == 0
-        assert store.counters.errors == 6
+        assert store.counters.errors == 7
         assert store.counters.last_error is not None
         with pytest.raises(StoreUnavailable, match="unreachable"):
             await store.ping()
@@ -284,7 +358,8 @@ async def test_a_server_restart_costs_errors_not_exceptions_and_the_pool_reconne
         assert await store.get("k") is None  # the restarted server is empty: a miss, not an error
         assert await store.set("k", b"again", 60) is True
         assert await store.get("k") == b"again"
-        assert store.counters.errors == 6
+        assert await store.add("lock", b"after the restart", 60) is True
+        assert store.counters.errors == 7
 
         # a restart between two calls: every pooled socket is dead, and none of that shows
         await asyncio.gather(*(store.get("k") for _ in range(store.threads)))
@@ -294,7 +369,7 @@ async def test_a_server_restart_costs_errors_not_exceptions_and_the_pool_reconne
         assert await store.get("k") is None
         assert await store.set("k", b"third", 60) is True
         assert await store.get("k") == b"third"
-        assert store.counters.errors == 6
+        assert store.counters.errors == 7
         await store.close()
 
 

@@ -61,6 +61,12 @@ class TestMemoryContract(ContractSuite, AddSuite):
 
         return exists
 
+    async def test_add_races_between_processes_have_one_winner(self) -> None:
+        """Not applicable to the memory store: its entries live in the process's own REGISTRY, so
+        two processes never share a key and each would win its own add (it is no cross-process
+        lock, and the sidecar does not offer it as one). Its add is atomic within the process,
+        across tasks and threads: ``test_exactly_one_of_many_concurrent_adds_wins`` checks that."""
+
 
 @pytest.fixture
 def namespace() -> Iterator[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,10 +18,12 @@ from tina4_sidecar.store.contract import StoreUnavailable
 from tests.servers.mongodb import mongodb_server, raw_client, server_url, serving
 from tests.servers.process import ServerProcess, free_port
 from tests.store.contract_suite import (
+    AddSuite,
     ContractSuite,
     ForeignExists,
     ForeignWrite,
     StoreMaker,
+    StoreSpec,
     store_factory,
     unique_namespace,
 )
@@ -54,12 +56,16 @@ async def stores(mongodb: ServerProcess) -> AsyncIterator[StoreMaker]:
         yield make
 
 
-class TestMongoContract(ContractSuite):
+class TestMongoContract(ContractSuite, AddSuite):
     backend_name = "mongodb"
 
     @pytest.fixture
     def make_store(self, stores: StoreMaker) -> StoreMaker:
         return stores
+
+    @pytest.fixture
+    def store_spec(self, mongodb: ServerProcess) -> StoreSpec:
+        return StoreSpec("mongodb", url=server_url(mongodb))
 
     @pytest.fixture
     def foreign_write(self, cache: pymongo.collection.Collection[dict[str, Any]]) -> ForeignWrite:
@@ -143,6 +149,95 @@ async def test_the_database_comes_from_the_url_path(mongodb: ServerProcess, raw:
         assert raw["tina4"][COLLECTION].find_one({"_id": store.full_key("k")}) is None
 
 
+# -- add --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def an_hour_later(mongodb: ServerProcess) -> AsyncIterator[Callable[[str], Awaitable[MongoStore]]]:
+    """``await an_hour_later(namespace)``: an opened store whose clock runs an hour ahead, so that
+    what a normal store wrote with a short ttl has expired for it but not for the TTL monitor."""
+    opened: list[MongoStore] = []
+
+    async def make(namespace: str) -> MongoStore:
+        store = MongoStore(namespace, "kv", server_url(mongodb), clock=lambda: time.time() + 3600)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+async def test_add_takes_over_a_document_that_expired_before_the_ttl_monitor_ran(
+    stores: StoreMaker,
+    an_hour_later: Callable[[str], Awaitable[MongoStore]],
+    cache: pymongo.collection.Collection[dict[str, Any]],
+) -> None:
+    now = await stores()
+    await now.set("k", b"old", 60)
+    await now.set("forever", b"f", 0)
+    later = await an_hour_later(now.namespace)
+    assert cache.find_one({"_id": now.full_key("k")}) is not None  # still there: expired only for `later`
+
+    assert await later.add("k", b"\x00new", 30) is True
+    assert await later.add("forever", b"clobbered", 30) is False
+    doc = cache.find_one({"_id": now.full_key("k")})
+    assert doc is not None
+    assert (doc["ns"], doc["value"]) == (now.ns, b"\x00new")  # the same document shape as set()
+    assert abs((doc["expires_at"] - datetime.now(UTC)).total_seconds() - 3630) < 5
+    assert await later.get_many(["k", "forever"]) == [b"\x00new", b"f"]
+    assert later.counters.errors == 0
+
+
+async def test_concurrent_adds_over_an_expired_document_have_one_winner(
+    stores: StoreMaker, an_hour_later: Callable[[str], Awaitable[MongoStore]]
+) -> None:
+    now = await stores()
+    keys = [f"lock-{i}" for i in range(10)]
+    for key in keys:
+        await now.set(key, b"expired for the others", 60)
+    racers = [await an_hour_later(now.namespace) for _ in range(4)]  # four clients: four pools
+    results = await asyncio.gather(
+        *(racer.add(key, f"{n}".encode(), 30) for key in keys for n, racer in enumerate(racers))
+    )
+    for index, key in enumerate(keys):
+        won = [n for n in range(4) if results[index * 4 + n]]
+        assert len(won) == 1, f"{key}: won by {won}"
+        assert await racers[0].get(key) == str(won[0]).encode()
+    assert all(racer.counters.errors == 0 for racer in racers)
+
+
+class DeleteInterleaved:
+    """A collection whose ``delete_one`` lets ``meanwhile`` run first: another process's write that
+    lands between add's failed insert and its delete of the expired document."""
+
+    def __init__(self, collection: Any, meanwhile: Callable[[], Awaitable[object]]) -> None:
+        self.collection = collection
+        self.meanwhile = meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collection, name)
+
+    async def delete_one(self, query: dict[str, Any]) -> Any:
+        await self.meanwhile()
+        return await self.collection.delete_one(query)
+
+
+async def test_add_never_deletes_a_live_document_written_just_before_its_delete(
+    stores: StoreMaker, an_hour_later: Callable[[str], Awaitable[MongoStore]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = await stores()
+    await now.set("k", b"expired for the adder", 60)
+    adder, other_process = await an_hour_later(now.namespace), await an_hour_later(now.namespace)
+    interleaved = DeleteInterleaved(adder._collection(), lambda: other_process.set("k", b"live", 60))
+    monkeypatch.setattr(adder, "_collection", lambda: interleaved)
+
+    assert await adder.add("k", b"clobbered", 60) is False
+    assert await other_process.get("k") == b"live"
+    assert adder.counters.errors == 0
+
+
 # -- clear ----------------------------------------------------------------------------------------
 
 
@@ -182,12 +277,13 @@ async def test_a_server_restart_costs_errors_not_exceptions_and_the_client_recov
         assert await store.get("k") is None
         assert await store.get_many(["k", "x"]) == [None, None]
         assert await store.set("k", b"v", 60) is False
+        assert await store.add("k", b"v", 60) is False
         assert await store.delete("k") is False
         started = time.monotonic()
         assert await store.clear() is False  # fails within the call timeout, not CLEAR_TIMEOUT
         assert time.monotonic() - started < 2
         assert await store.size() == 0
-        assert store.counters.errors == 6
+        assert store.counters.errors == 7
         assert store.counters.last_error is not None
         with pytest.raises(StoreUnavailable):
             await store.ping()
@@ -198,6 +294,7 @@ async def test_a_server_restart_costs_errors_not_exceptions_and_the_client_recov
             assert time.monotonic() < deadline, f"no recovery: {store.counters.last_error}"
             await asyncio.sleep(0.1)
         assert await store.get("after") == b"restart"
+        assert await store.add("lock", b"after the restart", 60) is True
         await store.ping()
         await store.clear()
         await store.close()

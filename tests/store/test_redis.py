@@ -31,6 +31,7 @@ from tests.store.contract_suite import (
     ForeignExists,
     ForeignWrite,
     StoreMaker,
+    StoreSpec,
     store_factory,
     unique_namespace,
 )
@@ -80,6 +81,10 @@ async def raw(server: ServerProcess) -> AsyncIterator[aioredis.Redis]:
 
 class TestRedisContract(ContractSuite, AddSuite):
     backend_name = "redis"
+
+    @pytest.fixture
+    def store_spec(self, server: ServerProcess) -> StoreSpec:
+        return StoreSpec("redis", url=server_url(server))
 
     @pytest.fixture
     async def make_store(self, server: ServerProcess) -> AsyncIterator[StoreMaker]:

@@ -22,6 +22,7 @@ from tests.store.contract_suite import (
     ForeignExists,
     ForeignWrite,
     StoreMaker,
+    StoreSpec,
     store_factory,
 )
 from tests.store.test_redis import DEFAULT_PASSWORD, SECURED_USERS, RedisLikeChecks, settings_for
@@ -50,6 +51,10 @@ async def raw(server: ServerProcess) -> AsyncIterator[aioredis.Redis]:
 
 class TestValkeyContract(ContractSuite, AddSuite):
     backend_name = "valkey"
+
+    @pytest.fixture
+    def store_spec(self, server: ServerProcess) -> StoreSpec:
+        return StoreSpec("valkey", url=server_url(server, "valkey"))
 
     @pytest.fixture
     async def make_store(self, server: ServerProcess) -> AsyncIterator[StoreMaker]:
