@@ -92,6 +92,11 @@ class SidecarSettings(BaseSettings):
         10.0,
         description="Lifetime of the store lock that lets one sidecar of several fetch a cold key.",
     )
+    workers: Annotated[int, Field(ge=1, le=256)] = Field(
+        1,
+        description="Worker processes sharing the listen port (SO_REUSEPORT); use a shared store "
+        "(redis, valkey, memcached, ...) with more than one, or each worker caches on its own.",
+    )
     fast_path: bool = Field(
         True,
         description="Serve fresh HITs from a protocol-level fast path (llhttp parsing, prebuilt bytes); "

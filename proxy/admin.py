@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,7 @@ async def stats(sidecar: Sidecar, request: web.BaseRequest) -> web.StreamRespons
             "last_error": manifest.last_error,
         },
         "uptime_seconds": counted["uptime_seconds"],
+        "pid": os.getpid(),
     }
     return reply(200, body)
 

@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             listen=getattr(args, "listen", None),
             rules_file=getattr(args, "rules_file", None),
             log_level=getattr(args, "log_level", None),
+            workers=getattr(args, "workers", None),
         )
         if args.command in ("stats", "purge"):
             return _admin(settings, args)
@@ -52,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help="store: memory, file, redis, valkey, memcached, mongodb, database (TINA4_CACHE_BACKEND)",
     )
     serve.add_argument("--log-level", help="debug, info, warning or error (TINA4_SIDECAR_LOG_LEVEL)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes sharing the port, SO_REUSEPORT (TINA4_SIDECAR_WORKERS, default 1)",
+    )
     routes = commands.add_parser("routes", help="print the caching rules in force")
     routes.add_argument("--json", action="store_true", help="print the rules as JSON")
     for sub in (serve, routes):
@@ -94,12 +100,11 @@ def _serve(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
 
     setup_logging(settings.log_level)
     try:
-        run(settings, cache_settings)
+        return run(settings, cache_settings)
     except OSError as exc:  # filename: the admin listener's address when that one failed
         where = exc.filename or settings.listen
         print(f"{PROG}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 async def _routes(settings: SidecarSettings, as_json: bool) -> int:

@@ -63,10 +63,10 @@ async def listen(sidecar: Sidecar) -> Listening:
     try:
         if settings.fast_path:
             listener = await asyncio.get_running_loop().create_server(
-                lambda: FastPath(sidecar, server), host, port, backlog=1024
+                lambda: FastPath(sidecar, server), host, port, backlog=1024, reuse_port=settings.workers > 1
             )
             return Listening(sidecar, runner, listener)
-        await web.TCPSite(runner, host, port, backlog=1024).start()
+        await web.TCPSite(runner, host, port, backlog=1024, reuse_port=settings.workers > 1).start()
         return Listening(sidecar, runner, None)
     except BaseException:
         await runner.cleanup()
@@ -147,8 +147,18 @@ async def _stop_signal() -> None:
     await stop.wait()
 
 
-def run(settings: SidecarSettings, cache_settings: CacheSettings) -> None:
-    """Blocking entry point on uvloop (plain asyncio where uvloop is unavailable)."""
+def run(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
+    """Blocking entry point: one process, or ``settings.workers`` under a supervisor."""
+    if settings.workers > 1:
+        from tina4_sidecar.proxy.workers import supervise
+
+        return supervise(settings.workers, lambda: run_one(settings, cache_settings))
+    run_one(settings, cache_settings)
+    return 0
+
+
+def run_one(settings: SidecarSettings, cache_settings: CacheSettings) -> None:
+    """One sidecar process on uvloop (plain asyncio where uvloop is unavailable)."""
     try:
         import uvloop
 
