@@ -109,9 +109,10 @@ class SidecarSettings(BaseSettings):
         64 * 1024 * 1024, description="Bytes the near cache keeps."
     )
     near_cache_recheck: Annotated[float, Field(ge=0, le=3600)] = Field(
-        1.0,
-        description="With a shared store: seconds a near-cache entry is served before the store is asked "
-        "again (the bound on seeing another process's purge). Ignored with the memory store.",
+        0.0,
+        description="With a shared store: seconds a near-cache HIT is served without asking the store again. "
+        "0 (default) asks on every HIT, so purges by any process take effect at once; e.g. 1.0 saves the "
+        "round trip but serves another process's purge up to 1 s late. The memory store needs no recheck.",
     )
     cache_status_name: str = Field(
         "tina4-sidecar",

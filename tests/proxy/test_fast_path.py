@@ -231,14 +231,16 @@ async def test_a_purge_through_the_admin_api_empties_the_near_cache(
         assert after[1]["x-cache"] == "MISS"
 
 
+@pytest.mark.parametrize("recheck", [0.0, 0.3])
 async def test_another_processs_purge_is_seen_within_the_recheck_bound(
-    aiohttp_server: Callable[..., Any], tmp_path: Path
+    aiohttp_server: Callable[..., Any], tmp_path: Path, recheck: float
 ) -> None:
+    """Default 0: at once. With a bound: within it."""
     calls: list[str] = []
     upstream = await aiohttp_server(manifest_app(RULES, app_routes(calls), []))
     with serving(redis_server()) as redis:
         cache = {"cache_backend": "redis", "cache_url": server_url(redis), "cache_namespace": "tina4:fast"}
-        async with running(upstream, calls, tmp_path, cache=cache, near_cache_recheck=0.3) as listener:
+        async with running(upstream, calls, tmp_path, cache=cache, near_cache_recheck=recheck) as listener:
             await warm(listener, "/hit/r")
             assert (await raw_exchange(listener.port, get("/hit/r"), 1))[0][1]["x-cache"] == "HIT"
             # The app (another process, here another store object) purges through the shared store.
@@ -247,5 +249,5 @@ async def test_another_processs_purge_is_seen_within_the_recheck_bound(
                 assert await purge_route(other, "/hit/r")
             finally:
                 await other.close()
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(recheck + 0.1 if recheck else 0)
             assert (await raw_exchange(listener.port, get("/hit/r"), 1))[0][1]["x-cache"] == "MISS"
