@@ -119,9 +119,14 @@ def _step_aside_response_cache() -> None:
 
 
 def _install_query_cache_request_scope() -> None:
-    """Hook point for the request-scoped database query cache (a later issue).
+    """Start a fresh request scope of the database query cache at every request's start.
 
-    It will register a request-start hook so that query results are de-duplicated within one
-    request and never shared between requests (Tina4 itself resets its per-connection cache in
-    ``core/server.py``'s ``_stage_reset_request_caches``). Nothing to do yet.
+    The hook is Tina4's own request boundary for its query cache, ``Database.reset_request_caches()``,
+    which ``core/server.py``'s ``_stage_reset_request_caches`` calls for every request, on the
+    built-in server and under uvicorn alike, before any middleware or handler runs
+    (``client/request_scope.py`` says why a ContextVar set there is the request's own).
+    ``tina4_sidecar.client.Database`` also installs it when it is first built.
     """
+    from tina4_sidecar.client.request_scope import hook_tina4_request_start
+
+    hook_tina4_request_start()

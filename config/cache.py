@@ -75,7 +75,7 @@ class CacheSettings(BaseSettings):
             raise ValueError(f"must not contain {', '.join(layers)} as a ':'-separated part")
         return value
 
-    @field_validator("cache_url", "cache_username", "database_url", mode="before")
+    @field_validator("cache_url", "cache_username", "cache_password", "database_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

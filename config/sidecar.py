@@ -136,6 +136,11 @@ class SidecarSettings(BaseSettings):
         "bind it to localhost or a private network.",
     )
 
+    @field_validator("rules_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("upstream")
     @classmethod
     def _check_upstream(cls, value: str) -> str:

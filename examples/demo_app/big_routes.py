@@ -16,3 +16,17 @@ async def big(request: Any, response: Any) -> Any:
     megabytes = min(int(request.query.get("mb", "20") or 20), 64)
     seed = int(request.query.get("seed", "1") or 1)
     return response(random.Random(seed).randbytes(megabytes * 1024 * 1024))
+
+
+@get("/api/sized", middleware=["ResponseCache:300"])
+async def sized(request: Any, response: Any) -> Any:
+    """Exactly ``?bytes=N`` bytes (16 to 8 MiB) of JSON, ``{"pad":"xxx..."}``, for size benchmarks."""
+    CALLS["sized"] += 1
+    try:
+        size = int(request.query.get("bytes", "1024") or 1024)
+    except (TypeError, ValueError):
+        return response({"error": "bytes must be an integer"}, 400)
+    if not 16 <= size <= 8 * 1024 * 1024:
+        return response({"error": "bytes must be between 16 and 8388608"}, 400)
+    head, tail = b'{"pad":"', b'"}'
+    return response(head + b"x" * (size - len(head) - len(tail)) + tail, 200, "application/json")

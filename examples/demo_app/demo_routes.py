@@ -253,6 +253,10 @@ async def shadow_fixed(request: Any, response: Any) -> Any:
     return response({"never": "reached", "generated_at": generated_at()})
 
 
+import catalog_routes  # noqa: E402, F401  (section 11: the cache layers combined, /api/catalog)
+import store_routes  # noqa: E402, F401  (the key/value API examples, under /api/kv and /api/kvstore)
+
+
 class WorkerPid:
     """Global middleware: ``X-Worker-Pid`` says which process answered (several uvicorn workers)."""
 
@@ -263,3 +267,4 @@ class WorkerPid:
 
 Middleware.use(WorkerPid)
 install(step_aside=os.environ.get("DEMO_STEP_ASIDE", "true").lower() != "false")
+import big_routes  # noqa: E402, F401  (a 20 MB cached response: /api/big)
