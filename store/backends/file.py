@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -53,6 +54,7 @@ _TRASH = ".trash"
 _NAME_LENGTH = 64
 
 
+_ADD_LOCK = ".add.lock"
 SWEEP_INTERVAL = 60.0
 """Seconds between background sweeps of one store (each sweep is bounded, see ``sweep``)."""
 
@@ -259,25 +261,20 @@ class FileStore(Store):
             raise
 
     def _add_sync(self, key: str, content: bytes, now: float) -> bool:
-        """Create the file only if no live entry holds the name: ``os.link`` fails when the name
-        exists, so exactly one of several processes wins."""
-        path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:16]}.", suffix=_TEMP_SUFFIX)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
-            for _ in range(2):
-                try:
-                    os.link(temp, path)
-                    return True
-                except FileExistsError:
-                    if self._read_live(key, now) is not None:  # removes an expired or bad file
-                        return False
-            return False
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+        """Create the entry only if no live one holds the key, exactly once across processes.
+
+        Check-then-write is made atomic with an exclusive ``flock`` on the layer's lock file: an
+        "unlink the expired file if it is still the same file" step cannot be made atomic, and two
+        processes racing over an expired entry could otherwise both win. Adds are rare (locks), so
+        serialising them per layer costs nothing that matters.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / _ADD_LOCK, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            if self._read_live(key, now) is not None:
+                return False
+            self._write(self.path_for(key), content)
+            return True
 
     def _delete_sync(self, key: str, now: float) -> bool:
         """Remove the file of ``key``; True only when it held a live entry."""

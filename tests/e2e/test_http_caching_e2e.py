@@ -9,6 +9,7 @@ import json
 import random
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -25,6 +26,26 @@ def app_calls(app_port: int) -> dict[str, int]:
     with urllib.request.urlopen(f"http://127.0.0.1:{app_port}/api/calls", timeout=5) as reply:
         calls: dict[str, int] = json.loads(reply.read())
         return calls
+
+
+@contextmanager
+def started(server: ServerProcess) -> Iterator[ServerProcess]:
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def stack_of(
+    workdir: Path, sidecar_env: dict[str, str | None] | None = None, app_env: dict[str, str] | None = None
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """The demo app and a sidecar in front of it, both stopped afterwards whatever happens."""
+    with (
+        started(start_demo_app(workdir / "app", env=app_env)) as app,
+        started(start_sidecar(app.port, workdir / "sidecar", env=sidecar_env)) as sidecar,
+    ):
+        yield app, sidecar
 
 
 def rss_kib(pid: int, field: str) -> int:
@@ -53,35 +74,26 @@ def redis() -> Iterator[ServerProcess]:
 
 
 async def test_a_200_request_stampede_reaches_the_app_once(tmp_path: Path) -> None:
-    app = start_demo_app(tmp_path / "app")
-    sidecar = start_sidecar(app.port, tmp_path)
-    try:
+    with stack_of(tmp_path) as (app, sidecar):
         before = app_calls(app.port).get("slow", 0)
         bodies = await stampede([f"http://127.0.0.1:{sidecar.port}/api/slow?t=stampede"] * 200, "demo.local")
         assert app_calls(app.port).get("slow", 0) - before == 1
         assert len(set(bodies)) == 1
-    finally:
-        sidecar.stop()
-        app.stop()
 
 
 async def test_two_sidecars_on_one_redis_send_one_request_to_the_app(
     tmp_path: Path, redis: ServerProcess
 ) -> None:
-    app = start_demo_app(tmp_path / "app")
     env: dict[str, str | None] = {"TINA4_CACHE_BACKEND": "redis", "TINA4_CACHE_URL": server_url(redis)}
-    first = start_sidecar(app.port, tmp_path / "one", env=env)
-    second = start_sidecar(app.port, tmp_path / "two", env=env)
-    try:
+    with (
+        stack_of(tmp_path / "one", env) as (app, first),
+        started(start_sidecar(app.port, tmp_path / "two", env=env)) as second,
+    ):
         before = app_calls(app.port).get("slow", 0)
         urls = [f"http://127.0.0.1:{s.port}/api/slow?t=cluster" for s in (first, second)] * 100
         bodies = await stampede(urls, "demo.local")
         assert app_calls(app.port).get("slow", 0) - before <= 1
         assert len(set(bodies)) == 1
-    finally:
-        second.stop()
-        first.stop()
-        app.stop()
 
 
 async def test_stale_if_error_while_the_app_is_down(tmp_path: Path) -> None:

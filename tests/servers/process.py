@@ -6,6 +6,7 @@ the tests that need it, with a reason that says what to install.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -53,6 +54,16 @@ def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
 
 
+_RUNNING: set[ServerProcess] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """A test that failed between starting a server and its cleanup must not leave it running."""
+    for server in list(_RUNNING):
+        server.stop()
+
+
 class ServerProcess:
     """A server started as a child process; ``stop()`` and ``start()`` again on the same port."""
 
@@ -87,6 +98,7 @@ class ServerProcess:
             cwd=self._cwd,
             start_new_session=True,
         )
+        _RUNNING.add(self)
         try:
             wait_for_port(self.port, self._ready_timeout, self.proc)
         except Exception:
@@ -95,6 +107,7 @@ class ServerProcess:
         return self
 
     def stop(self) -> None:
+        _RUNNING.discard(self)
         if self.proc is None or self.proc.poll() is not None:
             return
         try:

@@ -39,7 +39,11 @@ def start_sidecar(
     )
     server.start()
     if wait_for_rules:
-        wait_until_cached(server.port, "/api/products")
+        try:
+            wait_until_cached(server.port, "/api/products")
+        except BaseException:
+            server.stop()  # never leave a sidecar behind when the test cannot use it
+            raise
     return server
 
 
