@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 from multidict import CIMultiDict
+from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy.cacheability import bypass_reason
 from tina4_sidecar.proxy.freshness import State, should_refresh_early, state_of
 from tina4_sidecar.proxy.near_cache import Prebuilt, hit_headers
@@ -52,6 +53,9 @@ class _Parsed:
     __slots__ = ("complete", "headers", "messages", "url")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.url = b""
         self.headers: CIMultiDict[str] = CIMultiDict()
         self.messages = 0
@@ -95,6 +99,9 @@ class FastPath(asyncio.Protocol):
         self.lookup: asyncio.Task[None] | None = None
         self.handed_off = False
         self.idle: asyncio.TimerHandle | None = None
+        # One llhttp parser per connection, fed one whole header block at a time (keep-alive).
+        self.parsed = _Parsed()
+        self.parser = httptools.HttpRequestParser(self.parsed)
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -141,15 +148,19 @@ class FastPath(asyncio.Protocol):
             if head is None:
                 self._hand_off()
                 return
+            rule = self._cached_rule(head)
+            if rule is None:
+                self._hand_off()
+                return
             item = self._near_hit(head)
             if item is not None:
-                self._answer(head, item, block_length)
+                self._answer(item, head.method == "HEAD", rule.path, block_length)
                 continue
             self.lookup = asyncio.get_running_loop().create_task(self._store_lookup(head, block_length))
 
     def _parse(self, block: bytes) -> RequestHead | None:
-        parsed = _Parsed()
-        parser = httptools.HttpRequestParser(parsed)
+        parsed, parser = self.parsed, self.parser
+        parsed.reset()
         try:
             parser.feed_data(block)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
@@ -184,13 +195,14 @@ class FastPath(asyncio.Protocol):
             headers=headers,
         )
 
-    def _rule_allows(self, head: RequestHead) -> bool:
+    def _cached_rule(self, head: RequestHead) -> Rule | None:
+        """The rule when this request may be answered from the cache, else None."""
         rule = self.sidecar.rules.match(head.method, head.path)
-        return rule is not None and rule.cache and rule.ttl > 0 and bypass_reason(head, rule) is None
+        if rule is None or not rule.cache or rule.ttl <= 0 or bypass_reason(head, rule) is not None:
+            return None
+        return rule
 
     def _near_hit(self, head: RequestHead) -> Prebuilt | None:
-        if not self._rule_allows(head):
-            return None
         item = self.sidecar.near.get(self.sidecar.key_for(head), time.monotonic())
         if item is None or not self._servable(item):
             return None
@@ -208,7 +220,8 @@ class FastPath(asyncio.Protocol):
         from tina4_sidecar.proxy.pipeline import lookup  # the one lookup both paths share
 
         try:
-            if not self._rule_allows(head):
+            rule = self._cached_rule(head)
+            if rule is None:  # the rules changed while this lookup waited its turn
                 self._hand_off()
                 return
             primary = self.sidecar.key_for(head)
@@ -221,7 +234,7 @@ class FastPath(asyncio.Protocol):
             if item is None or not self._servable(item):
                 self._hand_off()
                 return
-            self._answer(head, item, block_length)
+            self._answer(item, head.method == "HEAD", rule.path, block_length)
         except Exception as exc:  # never leave a connection hanging on a bug: aiohttp answers
             log.warning("fast path lookup failed: %s", exc)
             self._hand_off()
@@ -231,17 +244,16 @@ class FastPath(asyncio.Protocol):
         if self.buffer and not self.handed_off:
             self._serve()
 
-    def _answer(self, head: RequestHead, item: Prebuilt, block_length: int) -> None:
+    def _answer(self, item: Prebuilt, head_only: bool, route: str, block_length: int) -> None:
         started = time.monotonic()
         del self.buffer[:block_length]
         assert self.transport is not None
         dynamic = hit_headers(item, self.sidecar.name, CLOCK.date())
-        if head.method == "HEAD":
+        if head_only:
             self.transport.write(item.status_and_headers + dynamic)
         else:
-            self.transport.writelines((item.status_and_headers, dynamic, item.entry.body))
-        rule = self.sidecar.rules.match(head.method, head.path)
-        self.sidecar.metrics.request("hit", rule.path if rule else None, time.monotonic() - started)
+            self.transport.write(b"".join((item.status_and_headers, dynamic, item.entry.body)))
+        self.sidecar.metrics.request("hit", route, time.monotonic() - started)
         self.sidecar.metrics.fast_hits += 1
 
     # -- handing the connection to aiohttp --------------------------------------------------------

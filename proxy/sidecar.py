@@ -31,6 +31,7 @@ class Sidecar:
     flights: Flights = field(init=False)
     near: NearCache = field(init=False)
     fast_connections: set[asyncio.Transport] = field(default_factory=set)
+    _keys: dict[tuple[str, str, str, str], str] = field(default_factory=dict, repr=False)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     """Fetches and refreshes that may outlive their request; held so they are not collected."""
 
@@ -60,5 +61,18 @@ class Sidecar:
         return self.manifest.rules
 
     def key_for(self, head: RequestHead) -> str:
+        if head.method not in ("GET", "HEAD"):
+            return self._key(head)
+        target = (head.scheme, head.host, head.raw_path, head.query)
+        key = self._keys.get(target)
+        if key is None:
+            # Canonicalising the query (decode, filter, sort) costs more than the rest of a HIT.
+            key = self._key(head)
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            self._keys[target] = key
+        return key
+
+    def _key(self, head: RequestHead) -> str:
         query = self.query_filter.canonical(head.query)
         return response_key(head.method, head.scheme, head.host, head.raw_path, query)
