@@ -171,4 +171,6 @@ def memory_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 
 def _is_entry(path: Path) -> bool:
-    return ".trash" not in path.parts and not path.name.endswith(".tmp")
+    """Entry files are named by a sha256 in hex; locks and temporary files are not entries."""
+    name = path.name
+    return ".trash" not in path.parts and len(name) == 64 and all(c in "0123456789abcdef" for c in name)
