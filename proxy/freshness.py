@@ -64,6 +64,8 @@ def should_refresh_early(entry: Entry, now: float, beta: float, rng: random.Rand
     """XFetch: refresh when ``now - delta * beta * ln(rand) >= expiry``."""
     if beta <= 0 or entry.fetch_seconds <= 0:
         return False
+    if entry.expires_at() - now > entry.fetch_seconds * beta * 30:
+        return False  # firing needs -ln(draw) > 30: a chance below 1e-13, not worth the draw
     draw = (rng or random).random() or 1e-12
     return now - entry.fetch_seconds * beta * math.log(draw) >= entry.expires_at()
 

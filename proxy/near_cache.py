@@ -43,6 +43,9 @@ class Prebuilt:
     trusted_until: float
     """Monotonic time after which the store is asked again."""
     size: int
+    dynamic_second: int = -1
+    dynamic: bytes = b""
+    """The per-hit headers, built once per wall-clock second (they only change by the second)."""
 
 
 def prebuild(entry: Entry) -> tuple[bytes, str | None]:
@@ -112,13 +115,16 @@ class NearCache:
 
 
 def hit_headers(item: Prebuilt, name: str, date: bytes) -> bytes:
-    """The per-hit part: Date, X-Cache, X-Cache-TTL, Age and Cache-Status."""
+    """The per-hit part: Date, X-Cache, X-Cache-TTL, Age and Cache-Status (cached per second)."""
     now = time.time()
+    second = int(now)
+    if second == item.dynamic_second:
+        return item.dynamic
     entry = item.entry
     remaining = max(0, entry.remaining(now))
     member = ch.cache_status_hit(name, remaining)
     status = ch.append_member(item.cache_status, member)
-    return (
+    item.dynamic = (
         b"Date: "
         + date
         + b"\r\nX-Cache: HIT\r\nX-Cache-TTL: "
@@ -129,3 +135,5 @@ def hit_headers(item: Prebuilt, name: str, date: bytes) -> bytes:
         + status.encode("latin-1", "surrogateescape")
         + b"\r\n\r\n"
     )
+    item.dynamic_second = second
+    return item.dynamic
