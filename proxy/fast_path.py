@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy.cacheability import bypass_reason
 from tina4_sidecar.proxy.freshness import State, should_refresh_early, state_of
+from tina4_sidecar.proxy.lookup import lookup
 from tina4_sidecar.proxy.near_cache import Prebuilt, hit_headers
 from tina4_sidecar.proxy.request_head import RequestHead
 
@@ -217,8 +218,6 @@ class FastPath(asyncio.Protocol):
         return not should_refresh_early(entry, now, self.sidecar.settings.early_refresh_beta)
 
     async def _store_lookup(self, head: RequestHead, block_length: int) -> None:
-        from tina4_sidecar.proxy.pipeline import lookup  # the one lookup both paths share
-
         try:
             rule = self._cached_rule(head)
             if rule is None:  # the rules changed while this lookup waited its turn

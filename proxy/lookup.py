@@ -1,0 +1,61 @@
+"""lookup: one store round trip for a request's entry and the invalidation tokens around it.
+
+Shared by the aiohttp pipeline and the HIT fast path, so both decide a HIT the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tina4_sidecar.proxy.entry import Entry, EntryError
+from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.sidecar import Sidecar
+from tina4_sidecar.proxy.variants import decode_index, request_values, variant_key
+from tina4_sidecar.store.invalidation import read_tokens, still_valid, tokens_from
+from tina4_sidecar.store.response_key import lookup_scopes
+
+log = logging.getLogger("tina4_sidecar.proxy")
+
+
+@dataclass(slots=True)
+class Lookup:
+    """What one lookup read: the URL's primary key, the key its variant lives under, the entry
+    there (fresh or stale, never purged) and the invalidation tokens read with it."""
+
+    primary: str
+    key: str
+    entry: Entry | None
+    tokens: dict[str, str | None]
+
+
+async def lookup(sidecar: Sidecar, primary: str, head: RequestHead) -> Lookup:
+    scopes = lookup_scopes(head.raw_path, sidecar.query_filter.canonical(head.query))
+    raw, *values = await sidecar.store.get_many([primary, *scopes])
+    tokens = tokens_from(values, scopes)
+    key = primary
+    names = decode_index(raw) if raw is not None else None
+    if names is not None:  # a varying URL: its variants live under their own keys
+        key = variant_key(primary, request_values(names, head.headers))
+        raw = await sidecar.store.get(key)
+    entry = _decode(raw, key)
+    if entry is None or not entry.matches_vary(
+        dict(request_values([n for n, _ in entry.vary], head.headers))
+    ):
+        return Lookup(primary, key, None, tokens)
+    recorded = dict(entry.tokens)
+    unread = [name for name in recorded if name not in tokens]
+    current = {**tokens, **(await read_tokens(sidecar.store, unread))} if unread else tokens
+    if not still_valid(recorded, current):
+        return Lookup(primary, key, None, tokens)
+    return Lookup(primary, key, entry, tokens)
+
+
+def _decode(raw: bytes | None, key: str) -> Entry | None:
+    if raw is None:
+        return None
+    try:
+        return Entry.decode(raw)
+    except EntryError as exc:
+        log.warning("unreadable cache entry for %s: %s", key, exc)
+        return None
