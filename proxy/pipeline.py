@@ -15,7 +15,6 @@ cached route that must not share a cache entry (cookies, credentials) are forwar
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 
@@ -49,8 +48,6 @@ from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.proxy.upstream import UpstreamUnavailable
 from tina4_sidecar.proxy.variants import request_values
 from tina4_sidecar.proxy.websocket import is_websocket_upgrade, proxy_websocket
-
-log = logging.getLogger("tina4_sidecar.proxy")
 
 
 async def handle(sidecar: Sidecar, request: web.Request) -> web.StreamResponse:
