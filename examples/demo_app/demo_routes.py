@@ -268,3 +268,4 @@ class WorkerPid:
 Middleware.use(WorkerPid)
 install(step_aside=os.environ.get("DEMO_STEP_ASIDE", "true").lower() != "false")
 import big_routes  # noqa: E402, F401  (a 20 MB cached response: /api/big)
+import checksum_routes  # noqa: E402, F401  (/api/checked/{name}: bodies with X-Body-SHA256)

@@ -9,6 +9,8 @@ key of the database, so both cost O(keys in the database), bounded by the call t
 fine for a stats endpoint, not for a request path.
 
 URLs: ``redis://``, ``rediss://`` (TLS), ``valkey://``, ``valkeys://`` (TLS) and ``unix://``;
+a cluster URL (``redis+cluster://host:port,...`` and its variants) makes ``from_settings`` build
+the cluster store of ``store/backends/redis_cluster.py`` instead;
 ``[user:pass@]`` and the database number (``/2``) come from the URL, and
 ``TINA4_CACHE_USERNAME`` / ``TINA4_CACHE_PASSWORD`` apply only when the URL has no credentials.
 """
@@ -77,7 +79,17 @@ class RedisStore(Store):
         self._health_client: Redis | None = None
 
     @classmethod
-    def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> RedisStore:
+    def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> Store:
+        chosen = url or settings.cache_url
+        if chosen and "+cluster://" in chosen.lower():
+            from tina4_sidecar.store.backends import redis_cluster
+
+            cluster: type[redis_cluster.RedisClusterStore] = (
+                redis_cluster.ValkeyClusterStore
+                if cls.backend_name == "valkey"
+                else redis_cluster.RedisClusterStore
+            )
+            return cluster.from_settings(settings, layer, chosen)
         password = settings.cache_password.get_secret_value() if settings.cache_password else None
         return cls(
             settings.cache_namespace,
@@ -196,7 +208,8 @@ def _driver_url(url: str, backend: str) -> str:
     if scheme is None:
         raise ValueError(
             f"the {backend} store needs a redis://, rediss://, valkey://, valkeys:// or unix:// URL, "
-            f"not {parts.scheme or 'one without a scheme'}://"
+            f"not {parts.scheme or 'one without a scheme'}:// (a cluster URL, redis+cluster://, "
+            "is for RedisClusterStore)"
         )
     if scheme != "unix":
         db = unquote(parts.path).strip("/")

@@ -1,0 +1,1 @@
+"""Fault-injection, bad-input and soak tests against real sidecar processes."""
