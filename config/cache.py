@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from tina4_sidecar.config.field_types import CaseInsensitive, EmptyIsUnset
 
 
 class Backend(StrEnum):
@@ -25,14 +26,20 @@ class CacheSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TINA4_", env_file=".env", extra="ignore", frozen=True)
 
-    cache_backend: Backend = Field(Backend.MEMORY, description="Which store to use.")
-    cache_url: str | None = Field(
+    cache_backend: Annotated[Backend, CaseInsensitive] = Field(
+        Backend.MEMORY, description="Which store to use."
+    )
+    cache_url: Annotated[str | None, EmptyIsUnset] = Field(
         None,
         description="Connection URL of a network store (redis://, valkey://, memcached://, "
         "mongodb://, or a SQL URL for the database store). Each store has its own default.",
     )
-    cache_username: str | None = Field(None, description="Used only when the URL has none.")
-    cache_password: SecretStr | None = Field(None, description="Used only when the URL has none.")
+    cache_username: Annotated[str | None, EmptyIsUnset] = Field(
+        None, description="Used only when the URL has none."
+    )
+    cache_password: Annotated[SecretStr | None, EmptyIsUnset] = Field(
+        None, description="Used only when the URL has none."
+    )
     cache_ttl: Annotated[int, Field(ge=0)] = Field(
         60, description="Default TTL in seconds of responses and key/value entries; 0 = no expiry."
     )
@@ -58,14 +65,9 @@ class CacheSettings(BaseSettings):
         description="Seconds between health probes of a failed network store; the file store "
         "stands in until the store answers again.",
     )
-    database_url: str | None = Field(
+    database_url: Annotated[str | None, EmptyIsUnset] = Field(
         None, description="TINA4_DATABASE_URL: the database store's URL when TINA4_CACHE_URL is unset."
     )
-
-    @field_validator("cache_backend", mode="before")
-    @classmethod
-    def _lower_backend(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("cache_namespace")
     @classmethod
@@ -74,8 +76,3 @@ class CacheSettings(BaseSettings):
         if any(part in layers for part in value.split(":")):
             raise ValueError(f"must not contain {', '.join(layers)} as a ':'-separated part")
         return value
-
-    @field_validator("cache_url", "cache_username", "cache_password", "database_url", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value

@@ -2,9 +2,10 @@
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tina4_sidecar.config.cache import Backend
+from tina4_sidecar.config.field_types import CaseInsensitive, EmptyIsUnset
 
 
 class QueryCacheSettings(BaseSettings):
@@ -22,15 +23,9 @@ class QueryCacheSettings(BaseSettings):
     db_cache_ttl: Annotated[int, Field(ge=0)] = Field(
         30, description="TTL in seconds of persistent query cache entries."
     )
-    db_cache_backend: Backend = Field(Backend.MEMORY, description="Store of the persistent query cache.")
-    db_cache_url: str | None = Field(None, description="URL of that store; falls back to TINA4_CACHE_URL.")
-
-    @field_validator("db_cache_backend", mode="before")
-    @classmethod
-    def _lower_backend(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("db_cache_url", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    db_cache_backend: Annotated[Backend, CaseInsensitive] = Field(
+        Backend.MEMORY, description="Store of the persistent query cache."
+    )
+    db_cache_url: Annotated[str | None, EmptyIsUnset] = Field(
+        None, description="URL of that store; falls back to TINA4_CACHE_URL."
+    )

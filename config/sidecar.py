@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from tina4_sidecar.config.field_types import EmptyIsUnset
 
 MIN_ADMIN_TOKEN_LENGTH = 16
 """The admin API can purge the whole cache: a guessable token is refused when the sidecar starts
@@ -41,7 +42,7 @@ class SidecarSettings(BaseSettings):
     manifest_refresh: Annotated[float, Field(gt=0, le=86400)] = Field(
         30.0, description="Seconds between manifest refreshes (conditional GETs)."
     )
-    rules_file: Path | None = Field(
+    rules_file: Annotated[Path | None, EmptyIsUnset] = Field(
         None, description="Optional JSON file of static rules, checked before the manifest's."
     )
     connect_timeout: Annotated[float, Field(gt=0, le=300)] = Field(
@@ -125,21 +126,16 @@ class SidecarSettings(BaseSettings):
         description="Path prefix of the admin API (stats, metrics, health, ready, purge); "
         "starts and ends with '/'. Requests under it never reach the app.",
     )
-    admin_token: SecretStr | None = Field(
+    admin_token: Annotated[SecretStr | None, EmptyIsUnset] = Field(
         None,
         description="Bearer token for stats, metrics and purge on the public listener "
         f"(at least {MIN_ADMIN_TOKEN_LENGTH} characters). Unset: those answer 404 there.",
     )
-    admin_listen: str | None = Field(
+    admin_listen: Annotated[str | None, EmptyIsUnset] = Field(
         None,
         description="Optional HOST:PORT of a separate admin listener that needs no token: "
         "bind it to localhost or a private network.",
     )
-
-    @field_validator("rules_file", mode="before")
-    @classmethod
-    def _empty_path_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("upstream")
     @classmethod
@@ -175,11 +171,6 @@ class SidecarSettings(BaseSettings):
                 f"of letters, digits and . _ ~ -, like '/__sidecar/', got {value!r}"
             )
         return value
-
-    @field_validator("admin_token", "admin_listen", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("admin_listen")
     @classmethod

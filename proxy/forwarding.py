@@ -16,13 +16,12 @@ from tina4_sidecar.proxy.errors import gateway_error
 from tina4_sidecar.proxy.forward_headers import end_to_end, to_upstream
 from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.upstream import UpstreamTimeout, UpstreamUnavailable
+from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS
 
 log = logging.getLogger("tina4_sidecar.proxy")
 
 CHUNK = 64 * 1024
 STREAM_ERRORS = (aiohttp.ClientError, ConnectionError, TimeoutError)
-UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamTimeout)
 
 
 async def bypass(request: web.Request, sidecar: Sidecar, rule: Rule, reason: str) -> web.StreamResponse:

@@ -33,7 +33,6 @@ from tina4_sidecar.proxy.forward_headers import end_to_end
 from tina4_sidecar.proxy.forwarding import (
     CHUNK,
     STREAM_ERRORS,
-    UPSTREAM_ERRORS,
     abort_stream,
     bypass,
     done,
@@ -45,7 +44,7 @@ from tina4_sidecar.proxy.origin import make_entry, origin_headers, revalidated, 
 from tina4_sidecar.proxy.refresh import refresh_in_background
 from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.upstream import UpstreamUnavailable
+from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS, UpstreamUnavailable
 from tina4_sidecar.proxy.variants import request_values
 from tina4_sidecar.proxy.websocket import is_websocket_upgrade, proxy_websocket
 

@@ -17,11 +17,9 @@ from tina4_sidecar.proxy.lookup import Lookup
 from tina4_sidecar.proxy.origin import make_entry, origin_headers, revalidated, store_entry
 from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.upstream import UpstreamTimeout, UpstreamUnavailable
+from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS
 
 log = logging.getLogger("tina4_sidecar.proxy")
-
-UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamTimeout)
 
 
 def refresh_in_background(

@@ -25,6 +25,10 @@ class UpstreamTimeout(Exception):
     """The app did not send response headers in time."""
 
 
+UPSTREAM_ERRORS = (UpstreamUnavailable, UpstreamTimeout)
+"""What a request to the app raises when the app did not answer (502/504 or stale-if-error)."""
+
+
 class Upstream:
     def __init__(self, base_url: str, connect_timeout: float, read_timeout: float) -> None:
         self.base_url = base_url.rstrip("/")
