@@ -1,6 +1,7 @@
 """The sidecar against stock nginx ``proxy_cache``, measured in one run, printed as one table.
 
     .venv/bin/python -m bench.compare [--duration 10] [--connections 64] [--entries 100000]
+                                      [--rows hit1k,hit256k,miss,stampede,memory]
 
 Starts the demo Tina4 app, a static nginx origin, stock nginx (``proxy_cache``, one worker) and
 the sidecar (memory store, one worker, log level warning), all on free loopback ports in one
@@ -109,6 +110,7 @@ class Run:
     warmup: int
     stampede: int
     entries: int
+    rows: set[str]
     work: Path
     stack: ExitStack
     commands: list[str] = field(default_factory=list)
@@ -536,7 +538,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--entries", type=int, default=100_000, help="entries for the memory row (default 100000)"
     )
-    return parser.parse_args()
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROW_GROUPS),
+        help=f"comma-separated row groups to measure, of {', '.join(ROW_GROUPS)} (default: all)",
+    )
+    args = parser.parse_args()
+    chosen = {name.strip() for name in args.rows.split(",") if name.strip()}
+    if not chosen or chosen - set(ROW_GROUPS):
+        parser.error(f"--rows takes names from {', '.join(ROW_GROUPS)}, not {args.rows!r}")
+    args.rows = chosen
+    return args
+
+
+ROW_GROUPS = ("hit1k", "hit256k", "miss", "stampede", "memory")
 
 
 def missing_tool() -> str | None:
@@ -559,24 +574,33 @@ def measure_all(run: Run, nginx_bin: str) -> list[Row]:
     nginx = run.own(start_nginx(nginx_bin, "nginx-proxy", work / "nginx-proxy", conf, cache_port))
     nginx_cache, nginx_pass = f"http://127.0.0.1:{cache_port}", f"http://127.0.0.1:{pass_port}"
 
-    sidecar = launch_sidecar(run, app.port, "sidecar-app")
-    sidecar_url = f"http://127.0.0.1:{sidecar.port}"
-    progress("HIT 1 KB")
-    hit_small = hit_rows(run, "HIT 1 KB JSON", nginx_cache, sidecar_url, "/api/sized?bytes=1024", KIB)
-    progress("HIT 256 KB")
-    hit_big = hit_rows(run, "HIT 256 KB JSON", nginx_cache, sidecar_url, "/api/sized?bytes=262144", 256 * KIB)
-    progress("stampede")
-    stampede = stampede_rows(run, app.port, nginx_cache, sidecar_url)
-    sidecar.stop()
+    rows: dict[str, list[Row]] = {}
+    if run.rows & {"hit1k", "hit256k", "stampede"}:
+        sidecar = launch_sidecar(run, app.port, "sidecar-app")
+        sidecar_url = f"http://127.0.0.1:{sidecar.port}"
+        if "hit1k" in run.rows:
+            progress("HIT 1 KB")
+            path = "/api/sized?bytes=1024"
+            rows["hit1k"] = hit_rows(run, "HIT 1 KB JSON", nginx_cache, sidecar_url, path, KIB)
+        if "hit256k" in run.rows:
+            progress("HIT 256 KB")
+            path = "/api/sized?bytes=262144"
+            rows["hit256k"] = hit_rows(run, "HIT 256 KB JSON", nginx_cache, sidecar_url, path, 256 * KIB)
+        if "stampede" in run.rows:
+            progress("stampede")
+            rows["stampede"] = stampede_rows(run, app.port, nginx_cache, sidecar_url)
+        sidecar.stop()
 
-    progress("MISS / forwarding")
-    passing = launch_sidecar(run, origin_port, "sidecar-pass", app=False)
-    miss = miss_rows(run, nginx_pass, f"http://127.0.0.1:{passing.port}")
-    passing.stop()
+    if "miss" in run.rows:
+        progress("MISS / forwarding")
+        passing = launch_sidecar(run, origin_port, "sidecar-pass", app=False)
+        rows["miss"] = miss_rows(run, nginx_pass, f"http://127.0.0.1:{passing.port}")
+        passing.stop()
 
-    progress(f"memory: filling {run.entries:,} entries into each proxy")
-    memory = memory_rows(run, nginx, nginx_cache, origin_port)
-    return hit_small + hit_big + miss + stampede + memory
+    if "memory" in run.rows:
+        progress(f"memory: filling {run.entries:,} entries into each proxy")
+        rows["memory"] = memory_rows(run, nginx, nginx_cache, origin_port)
+    return [row for group in ROW_GROUPS for row in rows.get(group, [])]
 
 
 def progress(message: str) -> None:
@@ -600,7 +624,9 @@ def main() -> int:
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="tina4-compare-"))
         stack.callback(shutil.rmtree, work, ignore_errors=True)
-        run = Run(args.duration, args.connections, args.warmup, args.stampede, args.entries, work, stack)
+        run = Run(
+            args.duration, args.connections, args.warmup, args.stampede, args.entries, args.rows, work, stack
+        )
         try:
             rows = measure_all(run, nginx_bin)
         except BenchError as exc:

@@ -1,11 +1,16 @@
-"""The HIT fast path: a protocol below aiohttp's web layer that answers fresh HITs from prebuilt bytes.
+"""The fast path: a protocol below aiohttp's web layer for the two commonest requests.
 
-It reads each request's header block (up to the blank line), parses it with llhttp (through
-httptools, the binding uvicorn uses), and answers it itself only when all of this holds: one
-complete GET or HEAD on HTTP/1.1 keep-alive, no body, no upgrade, no validators, a cached rule,
-no credentials, and a fresh entry without Vary (from the near cache, else from the store). Any
-other request, and everything after it on that connection, goes to aiohttp's handler with its
-bytes untouched, so bodies, WebSockets, misses, errors and malformed input all take the one
+It reads each request's header block (up to the blank line) and parses it with llhttp (through
+httptools, the binding uvicorn uses). It answers a request itself in two cases, both needing one
+complete GET or HEAD on HTTP/1.1 keep-alive with no body, no upgrade and no expectation:
+
+- a cached rule, no credentials, no validators and a fresh entry without Vary (from the near
+  cache, else from the store): the HIT is written from prebuilt bytes;
+- a GET that no cached rule covers: forwarded to the app on a pooled raw connection
+  (``fast_forward``), with the slow path's header rules and error answers.
+
+Any other request, and everything after it on that connection, goes to aiohttp's handler with
+its bytes untouched, so bodies, WebSockets, misses, errors and malformed input all take the one
 well-tested path, and framing is only ever decided by llhttp.
 """
 
@@ -17,10 +22,8 @@ import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, cast
 
-import httptools
-from multidict import CIMultiDict
-from tina4_sidecar.config.rules import Rule
-from tina4_sidecar.proxy.cacheability import bypass_reason
+from tina4_sidecar.proxy.fast_forward import Forwarder, upstream_request
+from tina4_sidecar.proxy.fast_request import BlockParser, Seen, answerable, decide
 from tina4_sidecar.proxy.freshness import State, should_refresh_early, state_of
 from tina4_sidecar.proxy.lookup import lookup
 from tina4_sidecar.proxy.near_cache import Prebuilt, hit_headers
@@ -35,42 +38,6 @@ log = logging.getLogger("tina4_sidecar.fast_path")
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD = 16 * 1024
 IDLE_SECONDS = 75.0
-_SLOW_HEADERS = (
-    "content-length",
-    "transfer-encoding",
-    "upgrade",
-    "if-none-match",
-    "if-modified-since",
-    "if-match",
-    "if-unmodified-since",
-    "if-range",
-    "expect",
-)
-
-
-class _Parsed:
-    """Callbacks for httptools: collects the one message of a header block."""
-
-    __slots__ = ("complete", "headers", "messages", "url")
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.url = b""
-        self.headers: CIMultiDict[str] = CIMultiDict()
-        self.messages = 0
-        self.complete = False
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
-
-    def on_message_complete(self) -> None:
-        self.messages += 1
-        self.complete = True
 
 
 class _Clock:
@@ -100,22 +67,29 @@ class FastPath(asyncio.Protocol):
         self.lookup: asyncio.Task[None] | None = None
         self.handed_off = False
         self.idle: asyncio.TimerHandle | None = None
-        # One llhttp parser per connection, fed one whole header block at a time (keep-alive).
-        self.parsed = _Parsed()
-        self.parser = httptools.HttpRequestParser(self.parsed)
+        self.last_active = 0.0
+        self.client_ip: str | None = None
+        self.parser = BlockParser()
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        transport = self.transport
-        self.sidecar.fast_connections.add(transport)
-        self._arm_idle()
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if isinstance(peer, tuple) else None
+        self.sidecar.fast_connections.add(self.transport)
+        self.loop = asyncio.get_running_loop()
+        self.forwarder = Forwarder(
+            self.sidecar.origin, self.transport, self.sidecar.upstream.base_url, self._forwarded
+        )
+        self.forward_started = 0.0
+        self.last_active = self.loop.time()
+        self.idle = self.loop.call_later(IDLE_SECONDS, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        self._arm_idle()
-        if self.lookup is None:
+        self.last_active = self.loop.time()
+        if self.lookup is None and not self.forwarder.busy:
             self._serve()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -125,83 +99,80 @@ class FastPath(asyncio.Protocol):
             self.idle.cancel()
         if self.lookup is not None:
             self.lookup.cancel()
+        self.forwarder.abort()
 
     def pause_writing(self) -> None:
+        # A slow reader must not make us buffer without bound: stop reading from it and the app.
         if self.transport is not None:
-            self.transport.pause_reading()  # a slow reader must not make us buffer without bound
+            self.transport.pause_reading()
+        self.forwarder.pause()
 
     def resume_writing(self) -> None:
         if self.transport is not None:
             self.transport.resume_reading()
+        self.forwarder.resume()
 
     # -- the fast path ---------------------------------------------------------------------------
 
     def _serve(self) -> None:
         """Answer complete header blocks in order; stop at the first that needs the slow path."""
-        while not self.handed_off and self.lookup is None:
+        while not self.handed_off and self.lookup is None and not self.forwarder.busy:
             end = self.buffer.find(HEAD_END)
             if end < 0:
                 if len(self.buffer) > MAX_HEAD:
                     self._hand_off()  # aiohttp answers the oversized head (431/400)
                 return
             block_length = end + len(HEAD_END)
-            head = self._parse(bytes(self.buffer[:block_length]))
-            if head is None:
+            seen = self._seen(bytes(self.buffer[:block_length]))
+            if seen is None:
                 self._hand_off()
                 return
-            rule = self._cached_rule(head)
-            if rule is None:
+            head = seen.head
+            if seen.forward:
+                self.buffer_answered(block_length)
+                self._forward(seen)
+                return
+            if not seen.cached or seen.rule is None:
                 self._hand_off()
                 return
             item = self._near_hit(head)
             if item is not None:
-                self._answer(item, head.method == "HEAD", rule.path, block_length)
+                self._answer(item, head.method == "HEAD", seen.rule.path, block_length)
                 continue
-            self.lookup = asyncio.get_running_loop().create_task(self._store_lookup(head, block_length))
+            self.lookup = self.loop.create_task(self._store_lookup(head, block_length))
 
-    def _parse(self, block: bytes) -> RequestHead | None:
-        parsed, parser = self.parsed, self.parser
-        parsed.reset()
-        try:
-            parser.feed_data(block)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+    def _seen(self, block: bytes) -> Seen | None:
+        """The block's parse and decision: remembered, or made now (None: not for the fast path)."""
+        sidecar = self.sidecar
+        rules = sidecar.rules
+        seen = sidecar.seen_requests.get(block, rules)
+        if seen is not None:
+            return seen
+        parsed = self.parser.parse(block)
+        if parsed is None:
             return None
-        if not parsed.complete or parsed.messages != 1 or parser.get_http_version() != "1.1":
-            return None
-        method = parser.get_method().decode("ascii")
-        if method not in ("GET", "HEAD") or not parser.should_keep_alive():
-            return None
-        headers = parsed.headers
-        if any(name in headers for name in _SLOW_HEADERS):
-            return None
-        try:
-            url = httptools.parse_url(parsed.url)
-        except httptools.HttpParserInvalidURLError:
-            return None
-        if url.schema is not None or url.fragment is not None:
-            return None  # absolute-form or fragments: leave them to aiohttp
-        raw_path = url.path.decode("latin-1") if url.path else "/"
-        if "%" in raw_path or "\\" in raw_path:
-            return None  # decoding rules differ between servers: the slow path handles them
-        host = headers.get("Host")
-        if host is None:
-            return None
-        return RequestHead(
-            method=method,
-            scheme="http",
-            host=host,
-            path=raw_path,
-            raw_path=raw_path,
-            query=url.query.decode("latin-1") if url.query else "",
-            headers=headers,
-        )
+        head, target = parsed
+        seen = decide(head, target, rules, sidecar.origin is not None, sidecar.settings.admin_prefix)
+        sidecar.seen_requests.remember(block, seen)
+        return seen
 
-    def _cached_rule(self, head: RequestHead) -> Rule | None:
-        """The rule when this request may be answered from the cache, else None."""
-        rule = self.sidecar.rules.match(head.method, head.path)
-        if rule is None or not rule.cache or rule.ttl <= 0 or bypass_reason(head, rule) is not None:
-            return None
-        return rule
+    def _forward(self, seen: Seen) -> None:
+        request = seen.forwarded.get(self.client_ip)
+        if request is None:
+            head = seen.head
+            request = upstream_request(seen.target, head.headers, self.client_ip, head.host)
+            if len(seen.forwarded) < 8:
+                seen.forwarded[self.client_ip] = request
+        self.forward_started = time.monotonic()
+        self.forwarder.start(request)
+
+    def _forwarded(self, outcome: str) -> None:
+        self.sidecar.metrics.request(outcome, None, time.monotonic() - self.forward_started)
+        if self.buffer and not self.handed_off:
+            self._serve()
+
+    def buffer_answered(self, block_length: int) -> None:
+        del self.buffer[:block_length]
 
     def _near_hit(self, head: RequestHead) -> Prebuilt | None:
         item = self.sidecar.near.get(self.sidecar.key_for(head), time.monotonic())
@@ -219,8 +190,8 @@ class FastPath(asyncio.Protocol):
 
     async def _store_lookup(self, head: RequestHead, block_length: int) -> None:
         try:
-            rule = self._cached_rule(head)
-            if rule is None:  # the rules changed while this lookup waited its turn
+            rule = self.sidecar.rules.match(head.method, head.path)
+            if rule is None or not answerable(head, rule):  # the rules changed while it waited
                 self._hand_off()
                 return
             primary = self.sidecar.key_for(head)
@@ -245,7 +216,7 @@ class FastPath(asyncio.Protocol):
 
     def _answer(self, item: Prebuilt, head_only: bool, route: str, block_length: int) -> None:
         started = time.monotonic()
-        del self.buffer[:block_length]
+        self.buffer_answered(block_length)
         assert self.transport is not None
         dynamic = hit_headers(item, self.sidecar.name, CLOCK.date())
         if head_only:
@@ -272,11 +243,12 @@ class FastPath(asyncio.Protocol):
             pending, self.buffer = bytes(self.buffer), bytearray()
             handler.data_received(pending)
 
-    def _arm_idle(self) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._close_idle)
-
-    def _close_idle(self) -> None:
-        if not self.handed_off and self.transport is not None and self.lookup is None:
+    def _check_idle(self) -> None:
+        """Close a connection quiet for IDLE_SECONDS (one timer, not one per request)."""
+        if self.handed_off or self.transport is None:
+            return
+        quiet = self.loop.time() - self.last_active
+        if quiet >= IDLE_SECONDS and self.lookup is None and not self.forwarder.busy:
             self.transport.close()
+            return
+        self.idle = self.loop.call_later(max(IDLE_SECONDS - quiet, 1.0), self._check_idle)

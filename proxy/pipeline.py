@@ -9,12 +9,14 @@
 
 Requests that no cached rule covers are forwarded untouched (``pass_through``); requests on a
 cached route that must not share a cache entry (cookies, credentials) are forwarded and marked
-(``bypass``).
+(``bypass``). Before any of that, an absolute-form target becomes the origin-form request for the
+host it names, and a target the sidecar does not serve (CONNECT, another scheme) gets a 400.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 
@@ -42,15 +44,24 @@ from tina4_sidecar.proxy.freshness import State, should_refresh_early, state_of
 from tina4_sidecar.proxy.lookup import Lookup, lookup
 from tina4_sidecar.proxy.origin import make_entry, origin_headers, revalidated, store_entry
 from tina4_sidecar.proxy.refresh import refresh_in_background
-from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.request_head import BadTarget, RequestHead, Target, parse_target
 from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS, UpstreamUnavailable
 from tina4_sidecar.proxy.variants import request_values
 from tina4_sidecar.proxy.websocket import is_websocket_upgrade, proxy_websocket
+from yarl import URL
 
 
 async def handle(sidecar: Sidecar, request: web.Request) -> web.StreamResponse:
     """receive: every request of every method enters here."""
+    try:
+        target = parse_target(request.method, request.raw_path)
+    except BadTarget as exc:
+        return bad_target(exc)
+    if target.asterisk:
+        return server_options()
+    if target.authority is not None:
+        request = in_origin_form(request, target, target.authority)
     if request.path.startswith(sidecar.settings.admin_prefix):
         return await handle_admin(sidecar, request)
     if is_websocket_upgrade(request):
@@ -74,6 +85,26 @@ async def handle(sidecar: Sidecar, request: web.Request) -> web.StreamResponse:
         response = deliver.stale(head, found.entry, sidecar.name, error_status=None, after_error=False)
         return done(sidecar, "stale", rule, started, response)
     return await miss(request, sidecar, head, rule, found, started)
+
+
+def in_origin_form(request: web.Request, target: Target, authority: str) -> web.Request:
+    """RFC 9112 section 3.2.2: an absolute-form target names the host, and the Host header is
+    ignored. From here on the request is the origin-form one for that host, so the cache key, the
+    Host and X-Forwarded-Host the app sees, and the app's URL all agree on one host."""
+    # URL.build, not URL(text): a path such as "//evil/x" must stay a path, not become a host.
+    url = URL.build(path=target.raw_path, query_string=target.query or "", encoded=True)
+    return request.clone(rel_url=url, host=authority)
+
+
+def bad_target(exc: BadTarget) -> web.Response:
+    body = json.dumps({"error": "bad request target", "status": 400, "detail": str(exc)})
+    return web.Response(status=400, text=body, content_type="application/json")
+
+
+def server_options() -> web.Response:
+    """``OPTIONS *`` asks about the server, not a resource: the sidecar answers it itself (the
+    app's URL cannot carry the asterisk-form target)."""
+    return web.Response(status=200)
 
 
 def receive(request: web.Request) -> RequestHead:

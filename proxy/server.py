@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,8 @@ async def stop_sidecar(sidecar: Sidecar) -> None:
         await asyncio.wait(list(sidecar.background), timeout=5)
     await sidecar.manifest.stop()
     await sidecar.upstream.close()
+    if sidecar.origin is not None:
+        sidecar.origin.close()
     await sidecar.store.close()
 
 
@@ -165,5 +168,22 @@ def run_one(settings: SidecarSettings, cache_settings: CacheSettings) -> None:
         factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
     except ImportError:
         factory = None
+    settle_garbage_collector()
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve(settings, cache_settings))
+
+
+def settle_garbage_collector() -> None:
+    """Collect less often than Python's default, and never again over what was loaded at start.
+
+    Every request allocates short-lived objects, so with the default threshold (700) the cyclic
+    collector ran every few requests and traversed every module and cache entry; measured under
+    wrk it took about a sixth of the forwarding path's CPU. Nothing on the request path relies
+    on cycles being freed quickly, so a larger young generation costs little memory.
+    """
+    gc.collect()
+    gc.freeze()  # what start-up loaded (modules, settings) is never garbage: out of every scan
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+
+
+GC_YOUNG_THRESHOLD = 20_000

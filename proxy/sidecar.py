@@ -9,10 +9,12 @@ from typing import Any
 
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import RuleSet
+from tina4_sidecar.proxy.fast_request import SeenRequests
 from tina4_sidecar.proxy.flights import Flights
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.metrics import Metrics
 from tina4_sidecar.proxy.near_cache import NearCache
+from tina4_sidecar.proxy.origin_pool import OriginPool
 from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.upstream import Upstream
 from tina4_sidecar.store.contract import Store
@@ -30,6 +32,10 @@ class Sidecar:
     metrics: Metrics = field(default_factory=Metrics)
     flights: Flights = field(init=False)
     near: NearCache = field(init=False)
+    origin: OriginPool | None = field(init=False)
+    """Raw connections for the fast path's forwarding; None when the app is not plain http://."""
+    seen_requests: SeenRequests = field(default_factory=SeenRequests)
+    """The fast path's decisions by header block."""
     fast_connections: set[asyncio.Transport] = field(default_factory=set)
     _keys: dict[tuple[str, str, str, str], str] = field(default_factory=dict, repr=False)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -43,6 +49,12 @@ class Sidecar:
             self.settings.near_cache_bytes,
             self.settings.near_cache_recheck if shared else None,
         )
+        try:
+            self.origin = OriginPool(
+                self.settings.upstream, self.settings.connect_timeout, self.settings.upstream_timeout
+            )
+        except ValueError:
+            self.origin = None
 
     def keep[T](self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``work`` as a task that finishes even if the request that started it is cancelled."""

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+from tina4_sidecar.proxy.request_head import origin_form
 from yarl import URL
 
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -51,7 +52,9 @@ class Upstream:
         return self._session
 
     def url(self, raw_path_qs: str) -> URL:
-        return URL(self.base_url + raw_path_qs, encoded=True)
+        """The app's URL for a request target as sent; an absolute-form target (RFC 9112 3.2.2)
+        is reduced to its path and query, so it can never be glued onto the base URL."""
+        return URL(self.base_url + origin_form(raw_path_qs), encoded=True)
 
     @asynccontextmanager
     async def request(

@@ -16,9 +16,11 @@ unreachable, logs a warning and the cache goes on in the file backend. This stor
 
 Correctness across switches: the primary does not see what happens while the file store
 serves, so keys written or deleted and clears during the outage are logged (bounded) and
-replayed on the primary as deletes (or one clear) before it serves again. The file store's
-layer is emptied on every switch to it, so that a later outage never serves what an earlier
-one left there.
+replayed on the primary as deletes (or one clear) before it serves again. The replay must
+outpace the writes that go on meanwhile (the log is replayed until it is empty), so a primary
+that deletes many keys in one round trip (``DeletesMany``) is given them in bulk. The file
+store's layer is emptied on every switch to it, so that a later outage never serves what an
+earlier one left there.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tina4_sidecar.store.contract import CLEAR_TIMEOUT, Store, StoreStats, StoreUnavailable
 
@@ -49,6 +51,16 @@ REPLAY_TIMEOUT = 30.0
 
 REPLAY_BATCH = 64
 """Deletes sent to the primary concurrently during a replay."""
+
+REPLAY_BULK = 1000
+"""Keys per call of a primary that deletes many at once."""
+
+
+@runtime_checkable
+class DeletesMany(Protocol):
+    """A store that deletes many keys in one round trip; like ``Store._delete``, it raises on failure."""
+
+    async def _delete_many(self, keys: list[str]) -> None: ...
 
 
 @dataclass
@@ -340,6 +352,12 @@ class FallbackStore(Store):
             await primary._clear()
             return
         keys = sorted(missed.keys)
+        if isinstance(primary, DeletesMany):
+            # One delete per key, even 64 at a time, can take seconds for a few hundred keys on a
+            # busy event loop: longer than the load takes to write as many again during the replay.
+            for start in range(0, len(keys), REPLAY_BULK):
+                await primary._delete_many(keys[start : start + REPLAY_BULK])
+            return
         for start in range(0, len(keys), REPLAY_BATCH):
             await asyncio.gather(*(primary._delete(key) for key in keys[start : start + REPLAY_BATCH]))
 

@@ -52,7 +52,7 @@ import hashlib
 import random
 import re
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tina4_sidecar.config import ConfigError
 from tina4_sidecar.store.contract import Store, StoreStats
@@ -111,6 +111,13 @@ class SqlEngine(Protocol):
     async def sweep(self, now: float, limit: int) -> int: ...
 
     async def ping(self) -> None: ...
+
+
+@runtime_checkable
+class DeletesManyRows(Protocol):
+    """An engine that deletes many rows in one statement (the fallback's replay uses it)."""
+
+    async def delete_many(self, keys: list[str]) -> None: ...
 
 
 class DatabaseStore(Store):
@@ -205,6 +212,16 @@ class DatabaseStore(Store):
 
     async def _delete(self, key: str) -> bool:
         return await self.engine.delete(self.row_key(key), time.time())
+
+    async def _delete_many(self, keys: list[str]) -> None:
+        """Delete every key; raises on failure (the fallback's replay of an outage calls it)."""
+        rows = list(dict.fromkeys(self.row_key(key) for key in keys))
+        if isinstance(self.engine, DeletesManyRows):
+            await self.engine.delete_many(rows)
+            return
+        now = time.time()
+        for row in rows:
+            await self.engine.delete(row, now)
 
     async def _clear(self) -> None:
         await self.engine.clear(self.ns)

@@ -15,6 +15,15 @@ layer that outlasts the caller's timeout (reported as failed) still completes.
 The pool does not check connections before lending them: that would double the round trips of
 every cache call. After a server restart each pooled connection fails once (a counted error, a
 miss), the pool drops it and reconnects in the background.
+
+A slot whose connection broke retries once and then leaves reconnecting to demand
+(``reconnect_timeout`` is the store's timeout, not psycopg_pool's five minutes). The pool's own
+retries back off exponentially (1, 2, 4, 8, 16 s ...) and every retrying slot counts as a
+connection, so while all slots retry the pool lends nothing and does not grow: every call, the
+fallback's probe included, waits out its timeout until a retry comes round, which can be as long
+again as the outage has lasted. A slot that has given up is not counted: the next call that
+finds no connection grows the pool, which connects at once, so the store answers again within
+about a probe interval of the server.
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ _ADD = (
     "WHERE cache.expires_at IS NOT NULL AND cache.expires_at <= %(now)s"
 )
 _DELETE = f"DELETE FROM {TABLE} WHERE cache_key = %s RETURNING {_LIVE}"
+_DELETE_MANY = f"DELETE FROM {TABLE} WHERE cache_key = ANY(%s)"
 _CLEAR = f"DELETE FROM {TABLE} WHERE ns = %s"
 _COUNT = f"SELECT count(*) FROM {TABLE} WHERE ns = %s AND {_LIVE}"
 # By primary key, not ctid, and re-checking expiry outside the subquery: a row that another
@@ -125,6 +135,7 @@ class PostgresEngine:
             min_size=1,
             max_size=POOL_MAX,
             timeout=self.timeout,
+            reconnect_timeout=self.timeout,
             kwargs={"autocommit": True},
             configure=self._configure,
             name=self._pool_name,
@@ -158,6 +169,9 @@ class PostgresEngine:
     async def delete(self, key: str, now: float) -> bool:
         rows = await self._query(_DELETE, (key, now))
         return bool(rows and rows[0][0])
+
+    async def delete_many(self, keys: list[str]) -> None:
+        await self._execute(_DELETE_MANY, (keys,))
 
     async def clear(self, ns: str) -> None:
         async def run(conn: Conn) -> None:

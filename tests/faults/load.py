@@ -1,13 +1,21 @@
 """A verifying load generator for the fault tests: mixed traffic, every answer checked.
 
-``Load`` runs ``tasks`` concurrent aiohttp clients against a sidecar until stopped. Each picks
-at random: a GET of a few hot cached URLs (HITs), a GET of a fresh URL (a MISS), the same hot
-URLs as a user (Cookie or Authorization: bypass), a short-TTL URL (stale-if-error when the app
-is down) or a POST of random bytes to ``/api/echo``. A purge task bumps the token of one of
-the purge-only URLs now and then, through ``tina4_sidecar.store.response_purge`` on the store
-the sidecar uses. Every body of ``/api/checked*`` is checked against its ``X-Body-SHA256``
-header and against the name, query and user it was requested for; every echo against the
-sha256 of the bytes sent.
+``Load`` runs ``tasks`` concurrent aiohttp clients against a sidecar until stopped. Each picks at
+random: a GET of a few hot cached URLs (HITs), a GET of a fresh URL (a MISS), the same hot URLs as
+a user (Cookie or Authorization: bypass), a short-TTL URL (stale-if-error when the app is down), a
+POST of random bytes to ``/api/echo`` and, when asked for (``live``), a GET of the uncached
+``/api/checked-live/`` route. A purge task bumps the token of one of the purge-only URLs now and
+then, through ``tina4_sidecar.store.response_purge`` on the store the sidecar uses. Every body of
+``/api/checked*`` is checked against its ``X-Body-SHA256`` header and against the name, query and
+user it was requested for; every echo against the sha256 of the bytes sent. Every 200 is checked
+against the rules: a cached route carries ``X-Cache``, the uncached route never does. A 5xx counts
+as expected only while the test says the app may cause it (down: the sidecar's 502 JSON; too slow:
+its 504 JSON; failing: the app's own 5xx marked ``X-Fault``, never served from the cache); any
+other 5xx is unexpected.
+
+The helpers every fault test shares come with it: ``fetch`` (one request outside the load),
+``wait_for`` with its conditions ``logged`` and ``hit_since``, ``assert_clean``, and ``set_fault``
+(the demo app's fault switch).
 """
 
 from __future__ import annotations
@@ -18,9 +26,12 @@ import json
 import os
 import random
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
@@ -28,20 +39,30 @@ HOT = [f"hot{i}" for i in range(8)]
 PURGEABLE = [f"purge{i}" for i in range(4)]
 SHORT = [f"short{i}" for i in range(4)]
 USERS = [f"user{i}" for i in range(5)]
+UNAVAILABLE = "upstream unavailable"
+TIMED_OUT = "upstream timed out"
 
 
 @dataclass
 class Tally:
-    """What the load saw; ``wrong`` holds a description of each wrong body (at most 20)."""
+    """What the load saw; ``wrong`` holds a description of each wrong answer (at most 20).
+
+    ``expected_*`` are the 5xx the test allowed at the time, ``stale_served`` the answers marked
+    ``fwd=stale`` (stale-if-error), ``wrong_rules`` the answers against the rules in force.
+    """
 
     sent: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     x_cache: Counter[str] = field(default_factory=Counter)
     expected_502: int = 0
+    expected_504: int = 0
+    expected_app_5xx: int = 0
     unexpected_5xx: int = 0
     wrong_bodies: int = 0
     foreign_bodies: int = 0
     transport_errors: int = 0
+    stale_served: int = 0
+    wrong_rules: int = 0
     purges: int = 0
     purge_errors: int = 0
     last_hit: float = 0.0
@@ -64,7 +85,10 @@ class Load:
     """Mixed, verified traffic against ``base_url`` until ``stop()``.
 
     ``app_may_be_down`` is set by the test while the app is dead (and until it is back): a 502
-    JSON ``upstream unavailable`` then counts as expected, any other 5xx never does.
+    JSON ``upstream unavailable`` then counts as expected. Likewise ``app_may_time_out`` (a 504
+    JSON ``upstream timed out``) and ``app_may_fail`` (the app's own 5xx, marked ``X-Fault``, not
+    a HIT). Any other 5xx never does. ``live`` adds GETs of the uncached route, that many for
+    every request of the default mix (0.1: one in eleven requests).
     """
 
     def __init__(
@@ -74,13 +98,17 @@ class Load:
         purge: Callable[[str], Awaitable[object]] | None = None,
         purge_every: float = 0.5,
         seed: int | None = None,
+        live: float = 0.0,
     ) -> None:
         self.base_url = base_url
         self.tasks = tasks
         self.purge = purge
         self.purge_every = purge_every
         self.tally = Tally()
+        self.live = live
         self.app_may_be_down = False
+        self.app_may_time_out = False
+        self.app_may_fail = False
         self._stop = asyncio.Event()
         self._random = random.Random(seed)
         self._runners: list[asyncio.Task[None]] = []
@@ -120,8 +148,10 @@ class Load:
 
     async def _client(self) -> None:
         while not self._stop.is_set():
-            roll = self._random.random()
-            if roll < 0.35:
+            roll = self._random.random() * (1 + self.live)
+            if roll >= 1:
+                await self.get("live", f"/api/checked-live/{self._random.choice(HOT)}")
+            elif roll < 0.35:
                 await self.get("hot", f"/api/checked/{self._random.choice(HOT)}")
             elif roll < 0.5:
                 await self.get("fresh", f"/api/checked/fresh{os.urandom(6).hex()}?q={self._random.random()}")
@@ -165,12 +195,17 @@ class Load:
             self.tally.failed_by_kind[kind] += 1
         if status < 500:
             return True
-        if status == 502 and self.app_may_be_down and _is_gateway_json(headers, body):
+        if status == 502 and self.app_may_be_down and _is_gateway_json(headers, body, UNAVAILABLE):
             self.tally.expected_502 += 1
+        elif status == 504 and self.app_may_time_out and _is_gateway_json(headers, body, TIMED_OUT):
+            self.tally.expected_504 += 1
+        elif self.app_may_fail and _is_app_fault(headers):
+            self.tally.expected_app_5xx += 1
         else:
             self.tally.unexpected_5xx += 1
             if len(self.tally.wrong) < 20:
-                self.tally.wrong.append(f"{status} on {kind}: {body[:200]!r}")
+                cache = headers.get("X-Cache")
+                self.tally.wrong.append(f"{status} (X-Cache {cache}) on {kind}: {body[:200]!r}")
         return False
 
     async def get(self, kind: str, path: str, headers: dict[str, str] | None = None) -> None:
@@ -187,8 +222,19 @@ class Load:
         self.tally.x_cache[cache] += 1
         if cache == "HIT":
             self.tally.last_hit = time.monotonic()
+        if "fwd=stale" in reply_headers.get("Cache-Status", ""):
+            self.tally.stale_served += 1
+        self._check_rule(kind, path, cache)
         self.tally.ok_by_kind[kind] += 1
         self._verify(path, headers or {}, reply_headers, body)
+
+    def _check_rule(self, kind: str, path: str, cache: str) -> None:
+        """The rules in force: only the uncached route answers without ``X-Cache``."""
+        if (kind == "live") == (cache == ""):
+            return
+        self.tally.wrong_rules += 1
+        if len(self.tally.wrong) < 20:
+            self.tally.wrong.append(f"GET {path}: X-Cache {cache or 'absent'} on a {kind} route")
 
     def _verify(self, path: str, sent: dict[str, str], headers: Mapping[str, str], body: bytes) -> None:
         if headers.get("X-Body-SHA256") != hashlib.sha256(body).hexdigest():
@@ -231,24 +277,79 @@ class Load:
         self.tally.ok_by_kind["echo"] += 1
 
 
-def _is_gateway_json(headers: Mapping[str, str], body: bytes) -> bool:
+def _is_gateway_json(headers: Mapping[str, str], body: bytes, error: str) -> bool:
+    """The sidecar's own JSON answer for an app it could not get an answer from."""
     if not headers.get("Content-Type", "").startswith("application/json"):
         return False
     try:
-        return bool(json.loads(body).get("error") == "upstream unavailable")
+        return bool(json.loads(body).get("error") == error)
     except (ValueError, AttributeError):
         return False
 
 
+def _is_app_fault(headers: Mapping[str, str]) -> bool:
+    """The app's own injected 5xx, passed on by the sidecar, not replayed from its cache."""
+    return headers.get("X-Fault") == "error" and headers.get("X-Cache") != "HIT"
+
+
 def print_table(title: str, rows: list[tuple[str, Tally, int]]) -> None:
-    """One line per run: faults injected, requests sent, 5xx (expected 502s apart), wrong bodies."""
+    """One line per run: faults injected, requests sent, 5xx (expected 502s, 504s and app 5xx
+    apart), wrong bodies, answers against the rules, stale answers after an error."""
     print(f"\n{title}")
-    header = f"{'run':<30}{'faults':>7}{'sent':>8}{'5xx':>6}{'exp502':>8}{'unexp5xx':>9}"
-    header += f"{'wrong':>7}{'foreign':>8}{'neterr':>7}{'HITs':>7}{'purges':>7}"
+    header = f"{'run':<30}{'faults':>7}{'sent':>8}{'5xx':>6}{'exp502':>8}{'exp504':>8}{'expApp':>8}"
+    header += f"{'unexp5xx':>9}{'wrong':>7}{'foreign':>8}{'rules':>7}{'neterr':>7}{'HITs':>7}"
+    header += f"{'stale':>7}{'purges':>7}"
     print(header)
     for name, tally, faults in rows:
         print(
             f"{name:<30}{faults:>7}{tally.sent:>8}{tally.five_xx:>6}{tally.expected_502:>8}"
-            f"{tally.unexpected_5xx:>9}{tally.wrong_bodies:>7}{tally.foreign_bodies:>8}"
-            f"{tally.transport_errors:>7}{tally.x_cache['HIT']:>7}{tally.purges:>7}"
+            f"{tally.expected_504:>8}{tally.expected_app_5xx:>8}{tally.unexpected_5xx:>9}"
+            f"{tally.wrong_bodies:>7}{tally.foreign_bodies:>8}{tally.wrong_rules:>7}"
+            f"{tally.transport_errors:>7}{tally.x_cache['HIT']:>7}{tally.stale_served:>7}{tally.purges:>7}"
         )
+
+
+def fetch(url: str, data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request outside the load (status, headers, body); HTTP errors are answers too."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as reply:
+            return reply.status, dict(reply.headers), reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+async def wait_for(condition: Callable[[], bool], within: float, what: str) -> float:
+    """Seconds until ``condition()`` held, polled every 0.1 s; AssertionError after ``within``."""
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > within:
+            raise AssertionError(f"{what} not within {within}s")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - began
+
+
+def logged(log_path: Path, text: str, times: int = 1) -> Callable[[], bool]:
+    """A condition for ``wait_for``: ``text`` is in the log at ``log_path`` at least ``times`` times."""
+    return lambda: log_path.read_text(errors="replace").count(text) >= times
+
+
+def hit_since(tally: Tally, since: float) -> Callable[[], bool]:
+    """A condition for ``wait_for``: the load has seen a HIT after ``since`` (monotonic)."""
+    return lambda: tally.last_hit > since
+
+
+def assert_clean(tally: Tally) -> None:
+    """No wrong or foreign body, no answer against the rules, every POST intact, no transport error."""
+    assert tally.wrong_bodies == 0, tally.wrong
+    assert tally.foreign_bodies == 0, tally.wrong
+    assert tally.wrong_rules == 0, tally.wrong
+    assert tally.transport_errors == 0, tally.wrong
+    assert tally.ok_by_kind["echo"] > 0
+    assert tally.ok_by_kind["user"] > 0
+
+
+def set_fault(app_url: str, **modes: str | float) -> None:
+    """Switch the demo app's injected faults (``app``, ``slow_seconds``, ``manifest``; needs
+    ``DEMO_FAULTS=true`` in its environment), asking the app itself, not through the sidecar."""
+    status, _, body = fetch(f"{app_url}/api/fault", json.dumps(modes).encode())
+    assert status == 200, body

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import textwrap
 import time
 from collections.abc import Iterator
 from itertools import permutations
@@ -26,11 +27,14 @@ from hypothesis import strategies as st
 from tina4_sidecar.config.rules import ManifestError, RuleSet, parse_manifest
 from tina4_sidecar.store.response_key import QueryFilter, response_key
 
-from tests.servers.demo_app import start_demo_app
+from tests.servers.demo_app import start_demo_app, start_tina4_script
 from tests.servers.process import ServerProcess
-from tests.servers.sidecar import start_sidecar
+from tests.servers.sidecar import start_sidecar, wait_until_cached
 
 pytestmark = pytest.mark.timeout(90)
+
+type Answer = tuple[int | None, dict[str, str], bytes]
+"""A raw answer: the status (None when none came), headers (lower-case names) and body."""
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +236,162 @@ def test_clean_entry_survives_all_the_bad_input(sidecar: ServerProcess) -> None:
     assert cache == "HIT"
     assert after == before
     assert_alive(port)
+
+
+# -- Absolute-form request targets (RFC 9112 section 3.2.2) --------------------------------------
+
+HOST_ECHO_APP = textwrap.dedent(
+    """
+    import secrets
+
+    from tina4_python.core import run
+    from tina4_python.core.router import get
+
+    from tina4_sidecar.client import install
+
+
+    @get("/api/host-echo", middleware=["ResponseCache:60"])
+    async def host_echo(request, response):
+        return response(
+            {
+                "host": request.headers.get("host"),
+                "forwarded_host": request.headers.get("x-forwarded-host"),
+                "nonce": secrets.token_hex(8),
+            }
+        )
+
+
+    install()
+
+    if __name__ == "__main__":
+        run()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def host_echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A sidecar in front of a Tina4 app whose one cached route echoes the Host it was asked for."""
+    workdir: Path = tmp_path_factory.mktemp("host-echo")
+    script = workdir / "host_echo_app.py"
+    script.write_text(HOST_ECHO_APP)
+    app = start_tina4_script(script, workdir / "app")
+    try:
+        server = start_sidecar(app.port, workdir / "sidecar", wait_for_rules=False)
+        try:
+            wait_until_cached(server.port, "/api/host-echo")
+            yield server
+            assert "_handle_request" not in server.log_tail(2000)
+        finally:
+            server.stop()
+    finally:
+        app.stop()
+
+
+def request_line(port: int, line: str, host: str, extra: str = "", body: bytes = b"") -> Answer:
+    """``line`` with a Host header, on a keep-alive connection (so the fast path sees it first)."""
+    return raw(port, f"{line}\r\nHost: {host}\r\n{extra}\r\n".encode("latin-1") + body)
+
+
+def checked_as(port: int, target: str, host: str) -> tuple[str, dict[str, Any]]:
+    """GET ``target`` (any form) of a checked route: its X-Cache and verified payload."""
+    status, headers, body = request_line(port, f"GET {target} HTTP/1.1", host)
+    assert status == 200, body[:300]
+    assert headers["x-body-sha256"] == hashlib.sha256(body).hexdigest()
+    return headers.get("x-cache", ""), json.loads(body)
+
+
+def test_absolute_form_is_served_as_its_path_on_the_host_it_names(sidecar: ServerProcess) -> None:
+    """The target's authority is the host (the Host header is ignored): one entry with origin-form."""
+    port = sidecar.port
+    own = f"127.0.0.1:{port}"
+    first_cache, first = checked_as(port, "/api/checked/absolute?a=1", own)
+    cache, payload = checked_as(port, f"http://{own}/api/checked/absolute?a=1", "ignored.example")
+    assert (first_cache, cache) == ("MISS", "HIT")
+    assert payload == first
+    # Scheme and host are case-insensitive; a fragment is never part of the request.
+    cache, payload = checked_as(port, f"HTTP://{own.upper()}/api/checked/absolute?a=1#frag", own)
+    assert cache == "HIT"
+    assert payload == first
+    status, _, body = request_line(port, f"GET http://{own}/api/time HTTP/1.1", own)
+    assert status == 200, body[:300]
+    data = b"absolute-form body"
+    status, _, body = request_line(
+        port, f"POST http://{own}/api/echo HTTP/1.1", own, f"Content-Length: {len(data)}\r\n", data
+    )
+    assert status == 200, body[:300]
+    assert json.loads(body)["sha256"] == hashlib.sha256(data).hexdigest()
+    assert_alive(port)
+
+
+def test_absolute_form_never_shares_another_hosts_entry(sidecar: ServerProcess) -> None:
+    """Naming another host in the target, with our Host header, neither reads nor writes our entry."""
+    port = sidecar.port
+    own = f"127.0.0.1:{port}"
+    # Ours cached first: the other host's request is a MISS of its own and leaves ours alone.
+    _, ours = checked_as(port, "/api/checked/other-host", own)
+    cache, theirs = checked_as(port, "http://other.example/api/checked/other-host", own)
+    assert cache == "MISS"
+    assert theirs["nonce"] != ours["nonce"]
+    cache, again = checked_as(port, "/api/checked/other-host", own)
+    assert (cache, again["nonce"]) == ("HIT", ours["nonce"])
+    # Theirs cached first: our request does not get it.
+    _, theirs = checked_as(port, "http://other.example/api/checked/other-host-first", own)
+    cache, ours = checked_as(port, "/api/checked/other-host-first", own)
+    assert cache == "MISS"
+    assert ours["nonce"] != theirs["nonce"]
+    # What was stored for the other host is served for that host, whichever form names it.
+    cache, again = checked_as(port, "/api/checked/other-host-first", "other.example")
+    assert (cache, again["nonce"]) == ("HIT", theirs["nonce"])
+
+
+def test_the_app_sees_the_host_the_entry_is_stored_under(host_echo: ServerProcess) -> None:
+    """The app is asked with Host and X-Forwarded-Host set to the target's authority, so a body that
+    names a host is only ever cached (and served) under that host."""
+    port = host_echo.port
+
+    def echo(line: str, host: str) -> tuple[str, dict[str, Any]]:
+        status, headers, body = request_line(port, line, host)
+        assert status == 200, body[:300]
+        return headers.get("x-cache", ""), json.loads(body)
+
+    cache, shop = echo("GET http://shop.example:8080/api/host-echo HTTP/1.1", "evil.example")
+    assert cache == "MISS"
+    assert (shop["host"], shop["forwarded_host"]) == ("shop.example:8080", "shop.example:8080")
+    cache, again = echo("GET /api/host-echo HTTP/1.1", "shop.example:8080")
+    assert (cache, again) == ("HIT", shop)
+    cache, evil = echo("GET /api/host-echo HTTP/1.1", "evil.example")
+    assert cache == "MISS"
+    assert (evil["host"], evil["forwarded_host"]) == ("evil.example", "evil.example")
+    cache, again = echo("GET http://evil.example/api/host-echo HTTP/1.1", "shop.example:8080")
+    assert (cache, again) == ("HIT", evil)
+
+
+BAD_TARGETS: dict[str, str] = {
+    "another scheme": "GET ftp://127.0.0.1/api/products HTTP/1.1",
+    "a scheme without authority": "GET mailto:someone@example.com HTTP/1.1",
+    "credentials in the authority": "GET http://user:secret@127.0.0.1/api/products HTTP/1.1",
+    "CONNECT (authority-form)": "CONNECT 127.0.0.1:443 HTTP/1.1",
+    "CONNECT with a path": "CONNECT /api/products HTTP/1.1",
+    "asterisk-form GET": "GET * HTTP/1.1",
+    "asterisk-form POST": "POST * HTTP/1.1",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_TARGETS))
+def test_bad_request_target_gets_400(sidecar: ServerProcess, name: str) -> None:
+    status, _, body = request_line(sidecar.port, BAD_TARGETS[name], "h", "Connection: close\r\n")
+    # aiohttp refuses "GET *" itself; a 404 from the app means something forwarded it (the fast path
+    # must hand a target that is not origin-form to aiohttp, as it does absolute-form).
+    assert status == 400, (status, body[:300])
+    assert_alive(sidecar.port)
+
+
+def test_options_asterisk_is_answered_by_the_sidecar(sidecar: ServerProcess) -> None:
+    status, headers, body = request_line(sidecar.port, "OPTIONS * HTTP/1.1", "h")
+    assert status == 200, body[:300]
+    assert headers.get("content-length") == "0"
+    assert_alive(sidecar.port)
 
 
 # -- Properties -----------------------------------------------------------------------------------

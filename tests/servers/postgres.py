@@ -10,14 +10,18 @@ not answer, tests that need it fail under ``CI=true`` and are skipped elsewhere.
 on a free port, password authentication over TCP) for the tests that stop and restart the
 server or need a real password check. It costs about a second to create, so use it from one
 module-scoped fixture. Run as root, the PostgreSQL binaries run as the ``postgres`` user.
+``kill()`` is a crash (SIGKILL to the postmaster and every server process); ``start()`` after it
+runs PostgreSQL's crash recovery.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -166,6 +170,24 @@ class ThrowawayPostgres:
         """Fast shutdown: open sessions are terminated, as in a real restart."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
 
+    def kill(self) -> None:
+        """SIGKILL the postmaster and its server processes at once, as a crash, and wait for them."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        victims = [postmaster, *_children(postmaster)]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in victims):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL processes {victims} outlived SIGKILL")
+            time.sleep(0.02)
+        # A killed postmaster stays a zombie until whoever adopted it reaps it (late, or never in
+        # a container without an init); its lock files name that pid, which start() would take
+        # for a running server. The processes are dead, so the lock files are stale.
+        for lock in (self.data / "postmaster.pid", self.dir / f".s.PGSQL.{self.port}.lock"):
+            lock.unlink(missing_ok=True)
+
     def destroy(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
@@ -177,6 +199,30 @@ class ThrowawayPostgres:
         if check and done.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr or done.stdout}\n{log}")
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...); None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Running: a zombie is dead already, whoever reaps it (the postmaster is not our child)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def _children(parent: int) -> list[int]:
+    """Process ids whose parent is ``parent`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        fields = _stat(entry.name) if entry.name.isdigit() else None
+        if fields is not None and int(fields[1]) == parent:
+            found.append(int(entry.name))
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,85 @@
+"""Python time per request on the fast path, without sockets: HIT answers and forwarded GETs.
+
+    .venv/bin/python -m bench.fast_path_micro [--requests 200000]
+
+Drives ``FastPath`` with a transport that only counts writes, so the numbers are the
+interpreter's share of a request (parse, decide, build, answer), the part this project's code
+controls; wrk rows in ``bench.compare`` add the kernel's and the event loop's share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from tina4_sidecar.config import CacheSettings, SidecarSettings
+from tina4_sidecar.config.rules import Rule, RuleSet
+from tina4_sidecar.proxy.entry import Entry
+from tina4_sidecar.proxy.fast_path import FastPath
+from tina4_sidecar.proxy.fast_request import BlockParser
+from tina4_sidecar.proxy.server import start_sidecar, stop_sidecar
+
+REQUEST = (
+    b"GET /api/sized?bytes=1024 HTTP/1.1\r\nHost: 127.0.0.1:7145\r\nUser-Agent: bench\r\n"
+    b"Accept: */*\r\nAccept-Encoding: gzip\r\n\r\n"
+)
+
+
+class CountingTransport:
+    """Enough of ``asyncio.Transport`` for the fast path; writes are counted, not sent."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else None
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def measure(requests: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = SidecarSettings(
+            upstream="http://127.0.0.1:9", listen="127.0.0.1:7145", manifest_refresh=3600
+        )
+        sidecar = await start_sidecar(settings, CacheSettings(cache_dir=Path(tmp)))
+        try:
+            sidecar.manifest.rules = RuleSet([Rule(method="GET", path="/api/sized", cache=True, ttl=300)])
+            entry = Entry(200, (("Content-Type", "application/json"),), b"x" * 1024, time.time(), 300)
+            protocol = FastPath(sidecar, None)  # type: ignore[arg-type]  # never hands off here
+            transport = CountingTransport()
+            protocol.connection_made(transport)  # type: ignore[arg-type]
+            parsed = BlockParser().parse(REQUEST)
+            assert parsed is not None
+            assert sidecar.near.put(sidecar.key_for(parsed[0]), entry) is not None
+            started = time.perf_counter()
+            for _ in range(requests):
+                protocol.data_received(REQUEST)
+            elapsed = time.perf_counter() - started
+            assert transport.writes == requests, transport.writes
+            per_request = elapsed / requests * 1e6
+            print(f"| HIT (near cache) | {per_request:.2f} us/request | {requests / elapsed:,.0f}/s |")
+            protocol.connection_lost(None)
+        finally:
+            await stop_sidecar(sidecar)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=200_000)
+    args = parser.parse_args()
+    uvloop.run(measure(args.requests))  # as the sidecar runs
+
+
+if __name__ == "__main__":
+    main()

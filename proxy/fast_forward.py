@@ -1,0 +1,204 @@
+"""Forwarding a plain GET on the fast path: pass-through without aiohttp on either side.
+
+The fast path hands over a GET that no cached rule covers, with no body, no upgrade and
+keep-alive (llhttp parsed it). Its headers are rewritten by ``forward_headers.to_upstream``, the
+same rules the slow path applies, and sent on a pooled connection (``origin_pool``); the
+response streams back as llhttp parses it: hop-by-hop headers dropped as in ``end_to_end``, the
+body relayed with the app's Content-Length or re-chunked when the app gave none. Flow control
+holds: when the client reads slowly, reading from the app pauses.
+
+Failures keep the slow path's answers: the app unreachable or silent before its headers gives
+the same 502/504 JSON (a reused connection that the app had closed is retried once on a new
+one, as nothing of the response had arrived); a body that breaks off closes the client's
+connection, so a truncated response never looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from email.utils import formatdate
+
+from multidict import CIMultiDict, CIMultiDictProxy
+from tina4_sidecar.proxy.errors import gateway_error_body
+from tina4_sidecar.proxy.forward_headers import HOP_BY_HOP, to_upstream
+from tina4_sidecar.proxy.origin_pool import OriginConnection, OriginPool
+from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS
+
+log = logging.getLogger("tina4_sidecar.proxy")
+
+_HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+class Relay:
+    """One response, written to the client as it is parsed (the ``Exchange`` of ``origin_pool``)."""
+
+    __slots__ = ("chunked", "forwarder", "origin", "pending", "request", "reused", "written")
+
+    def __init__(self, forwarder: Forwarder, origin: OriginConnection, request: bytes, reused: bool) -> None:
+        self.forwarder = forwarder
+        self.origin = origin
+        self.request = request
+        self.reused = reused
+        self.pending: list[bytes] = []
+        """Parsed output of the current read from the app: one write per read, not per piece."""
+        self.written = False
+        self.chunked = False
+
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        named = {
+            token.strip().lower()
+            for name, value in headers
+            if name.lower() == b"connection"
+            for token in value.split(b",")
+        }
+        out = [b"HTTP/1.1 %d %s" % (status, reason)]
+        length_known = status in (204, 304)
+        dated = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower in _HOP_BY_HOP or lower in named:
+                continue
+            if lower == b"content-length":
+                length_known = True
+            elif lower == b"date":
+                dated = True
+            out.append(name + b": " + value)
+        if not dated:  # RFC 9110 section 6.6.1: a recipient with a clock adds the one missing
+            out.append(b"Date: " + formatdate(usegmt=True).encode())
+        if not length_known:
+            self.chunked = True
+            out.append(b"Transfer-Encoding: chunked")
+        out.append(b"\r\n")
+        self.pending.append(b"\r\n".join(out))
+
+    def response_body(self, chunk: bytes) -> None:
+        if self.chunked:
+            self.pending += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+        else:
+            self.pending.append(chunk)
+
+    def response_end(self) -> None:
+        if self.chunked:
+            self.pending.append(b"0\r\n\r\n")
+        self.flush()
+        self.forwarder.relayed(self, None, True)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.forwarder.client.write(b"".join(self.pending))
+            self.pending.clear()
+            self.written = True
+
+    def response_failed(self, exc: Exception, received: bool) -> None:
+        self.forwarder.relayed(self, exc, received)
+
+
+def upstream_request(target: bytes, headers: Mapping[str, str], client_ip: str | None, host: str) -> bytes:
+    """The GET for the app: the slow path's header rules, serialised."""
+    multi = headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers)
+    out = to_upstream(CIMultiDictProxy(multi), client_ip, "http", host)
+    lines = [f"GET {target.decode('latin-1')} HTTP/1.1"]
+    lines.extend(f"{name}: {value}" for name, value in out.items())
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def gateway_error_bytes(upstream: str, exc: Exception) -> bytes:
+    """The slow path's 502/504 JSON answer, as bytes for the client's transport."""
+    status, body = gateway_error_body(upstream, exc)
+    data = body.encode()
+    reason = b"Gateway Timeout" if status == 504 else b"Bad Gateway"
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, reason),
+            b"Content-Type: application/json; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n" % len(data),
+            b"Date: " + formatdate(usegmt=True).encode() + b"\r\n\r\n",
+            data,
+        )
+    )
+
+
+class Forwarder:
+    """Forwards one client connection's GETs, one at a time; ``finished(outcome)`` after each
+    answer (``pass``, or ``error`` for a 502/504), not after a break-off (the connection closes)."""
+
+    def __init__(
+        self,
+        pool: OriginPool | None,
+        client: asyncio.Transport,
+        upstream: str,
+        finished: Callable[[str], None],
+    ) -> None:
+        self.pool = pool
+        self.client = client
+        self.upstream = upstream
+        self.finished = finished
+        self.relay: Relay | None = None
+        self.connecting: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.relay is not None or self.connecting is not None
+
+    def start(self, request: bytes) -> None:
+        assert self.pool is not None  # requests are only decided "forward" with a pool
+        origin = self.pool.take()
+        if origin is None:
+            self._connect(request)
+        else:
+            self._send(origin, request, reused=True)
+
+    def relayed(self, relay: Relay, exc: Exception | None, received: bool) -> None:
+        """The end of ``relay``: complete (``exc`` None) or failed."""
+        self.relay = None
+        if exc is None:
+            self.finished("pass")
+        elif relay.written:
+            log.warning("stream of a forwarded GET broke off: %s", exc)
+            self.client.close()  # a truncated response must never look complete
+        elif relay.reused and not received:
+            self._connect(relay.request)  # the app closed an idle connection as it was reused
+        else:
+            self._answer_failure(exc)
+
+    def abort(self) -> None:
+        """The client left: drop the exchange (its connection to the app cannot be reused)."""
+        if self.relay is not None:
+            self.relay.origin.abort()
+            self.relay = None
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+
+    def pause(self) -> None:
+        if self.relay is not None and self.relay.origin.transport is not None:
+            self.relay.origin.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.relay is not None and self.relay.origin.transport is not None:
+            self.relay.origin.transport.resume_reading()
+
+    def _send(self, origin: OriginConnection, request: bytes, reused: bool) -> None:
+        self.relay = Relay(self, origin, request, reused)
+        origin.send(self.relay, request)
+
+    def _connect(self, request: bytes) -> None:
+        self.connecting = asyncio.get_running_loop().create_task(self._connect_and_send(request))
+
+    async def _connect_and_send(self, request: bytes) -> None:
+        assert self.pool is not None
+        try:
+            origin = await self.pool.connect()
+        except UPSTREAM_ERRORS as exc:
+            self.connecting = None
+            self._answer_failure(exc)
+            return
+        self.connecting = None
+        self._send(origin, request, reused=False)
+
+    def _answer_failure(self, exc: Exception) -> None:
+        self.client.write(gateway_error_bytes(self.upstream, exc))
+        self.finished("error")

@@ -1,0 +1,151 @@
+"""What the fast path knows of a request's header block: llhttp's parse, and the decision drawn
+from it, remembered per distinct block.
+
+A header block is parsed by llhttp (httptools, fed one whole block at a time) into a
+``RequestHead``, and then decided: answerable from the cache (a cached rule, no credentials, no
+validators), forwardable (a GET no cached rule covers), or neither (aiohttp takes it). Clients
+repeat the very same bytes (a load balancer's health check, the same page polled, a benchmark),
+and the same bytes always parse and decide the same way under the same rules, so decisions are
+remembered by the exact bytes of the block, bounded in number, and dropped when the rules change.
+Only blocks the fast path answers are remembered (one per user would be no use).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httptools
+from multidict import CIMultiDict
+from tina4_sidecar.config.rules import Rule, RuleSet
+from tina4_sidecar.proxy.cacheability import bypass_reason
+from tina4_sidecar.proxy.request_head import RequestHead
+
+# A body, a protocol switch or an expectation: aiohttp handles these requests.
+_FRAMING_HEADERS = ("content-length", "transfer-encoding", "upgrade", "expect")
+# Conditional requests are answered from the cache by the slow path (304 logic lives there).
+_VALIDATORS = ("if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range")
+REMEMBERED = 1024
+
+
+@dataclass(slots=True, frozen=True)
+class Seen:
+    """A parsed block and what the fast path does with it under ``rules``."""
+
+    head: RequestHead
+    target: bytes
+    """The request target as sent."""
+    rules: RuleSet
+    rule: Rule | None
+    cached: bool
+    """Answer from the cache when a fresh entry is at hand."""
+    forward: bool
+    """Forward on the fast path's own connections."""
+    forwarded: dict[str | None, bytes] = field(default_factory=dict)
+    """The request for the app by client address (X-Forwarded-For differs), for a few addresses."""
+
+
+class _Parsed:
+    """Callbacks for httptools: collects the one message of a header block."""
+
+    __slots__ = ("complete", "headers", "messages", "url")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.url = b""
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.messages = 0
+        self.complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_message_complete(self) -> None:
+        self.messages += 1
+        self.complete = True
+
+
+class BlockParser:
+    """One llhttp parser (a connection's), fed one whole header block at a time (keep-alive)."""
+
+    def __init__(self) -> None:
+        self.parsed = _Parsed()
+        self.parser = httptools.HttpRequestParser(self.parsed)
+
+    def parse(self, block: bytes) -> tuple[RequestHead, bytes] | None:
+        """The head and raw target of a bodiless GET or HEAD on HTTP/1.1 keep-alive, else None."""
+        parsed, parser = self.parsed, self.parser
+        parsed.reset()
+        try:
+            parser.feed_data(block)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            return None
+        if not parsed.complete or parsed.messages != 1 or parser.get_http_version() != "1.1":
+            return None
+        method = parser.get_method().decode("ascii")
+        if method not in ("GET", "HEAD") or not parser.should_keep_alive():
+            return None
+        headers = parsed.headers
+        if any(name in headers for name in _FRAMING_HEADERS):
+            return None
+        try:
+            url = httptools.parse_url(parsed.url)
+        except httptools.HttpParserInvalidURLError:
+            return None
+        if url.schema is not None or url.fragment is not None:
+            return None  # absolute-form or fragments: leave them to aiohttp
+        raw_path = url.path.decode("latin-1") if url.path else "/"
+        if not raw_path.startswith("/"):
+            return None  # asterisk-form and other odd targets: aiohttp refuses them
+        if "%" in raw_path or "\\" in raw_path:
+            return None  # decoding rules differ between servers: the slow path handles them
+        host = headers.get("Host")
+        if host is None:
+            return None
+        head = RequestHead(
+            method=method,
+            scheme="http",
+            host=host,
+            path=raw_path,
+            raw_path=raw_path,
+            query=url.query.decode("latin-1") if url.query else "",
+            headers=headers,
+        )
+        return head, parsed.url
+
+
+def answerable(head: RequestHead, rule: Rule | None) -> bool:
+    """A cached rule, and a request that may share its entries and needs no validation."""
+    if rule is None or not rule.cache or rule.ttl <= 0 or bypass_reason(head, rule) is not None:
+        return False
+    return not any(name in head.headers for name in _VALIDATORS)
+
+
+def decide(head: RequestHead, target: bytes, rules: RuleSet, forwarding: bool, admin_prefix: str) -> Seen:
+    """What to do with ``head``; ``forwarding``: the fast path has connections to the app."""
+    rule = rules.match(head.method, head.path)
+    covered = rule is not None and rule.cache and rule.ttl > 0
+    forward = not covered and forwarding and head.method == "GET" and not head.path.startswith(admin_prefix)
+    return Seen(head, target, rules, rule, answerable(head, rule), forward)
+
+
+class SeenRequests:
+    """Decisions by header block, at most ``REMEMBERED`` of them (all forgotten when full)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, Seen] = {}
+
+    def get(self, block: bytes, rules: RuleSet) -> Seen | None:
+        seen = self._seen.get(block)
+        return seen if seen is not None and seen.rules is rules else None
+
+    def remember(self, block: bytes, seen: Seen) -> None:
+        if not (seen.cached or seen.forward):
+            return
+        if len(self._seen) >= REMEMBERED:
+            self._seen.clear()
+        self._seen[block] = seen

@@ -1,0 +1,219 @@
+"""Raw keep-alive connections to the app, for requests the fast path forwards itself.
+
+aiohttp's client builds a request object, a response object and a stream reader per request;
+for a plain GET that the cache does not cover that costs more than the app's answer. Here each
+connection is an ``asyncio.Protocol`` carrying one exchange at a time: the request's bytes go
+out as they are handed in, the response is parsed by llhttp (httptools' ``HttpResponseParser``,
+never by hand) and every parsed piece goes straight to the ``Exchange`` that asked.
+
+Timeouts follow the aiohttp client's meaning: ``connect_timeout`` to open a connection, and
+``read_timeout`` as the longest silence from the app while a response is due (before the
+headers and between body reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+import httptools
+from tina4_sidecar.proxy.upstream import UpstreamTimeout, UpstreamUnavailable
+
+
+class Exchange(Protocol):
+    """The receiver of one response, called from llhttp's callbacks in the order they happen."""
+
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def response_body(self, chunk: bytes) -> None: ...
+
+    def response_end(self) -> None: ...
+
+    def flush(self) -> None:
+        """The end of one read from the app: what it produced may go out as one write."""
+
+    def response_failed(self, exc: Exception, received: bool) -> None:
+        """``received``: some of the response had arrived (it cannot be retried)."""
+
+
+class OriginConnection(asyncio.Protocol):
+    def __init__(self, pool: OriginPool) -> None:
+        self.pool = pool
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.open = True
+        self.received = False
+        self.informational = False
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body_until_close = False
+        self.last_read = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def send(self, exchange: Exchange, request: bytes) -> None:
+        assert self.transport is not None
+        self.exchange = exchange
+        self.received = False
+        self.last_read = self.loop.time()
+        if self.timer is None:  # one timer that re-arms itself, not one per request
+            self.timer = self.loop.call_later(self.pool.read_timeout, self._check_silence)
+        self.transport.write(request)
+
+    def abort(self) -> None:
+        """Give up on the exchange (its client left): the connection cannot be reused."""
+        self.exchange = None
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            self.abort()  # bytes nobody asked for: this connection's framing cannot be trusted
+            return
+        self.received = True
+        self.last_read = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamUnavailable(f"malformed response from the app: {exc}"))
+            return
+        exchange.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self.pool.forget(self)
+        if self.exchange is None:
+            return
+        if self.body_until_close:  # no Content-Length, no chunks: the close ends the body
+            self.on_message_complete()
+            return
+        self._fail(UpstreamUnavailable(f"the app closed the connection ({exc or 'EOF'})"))
+
+    # -- llhttp callbacks --------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.reason = b""
+        self.headers = []
+        self.body_until_close = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        self.informational = 100 <= status < 200
+        if self.informational or self.exchange is None:
+            return  # 1xx interim responses are not relayed; the final one follows
+        self.body_until_close = status not in (204, 304) and not any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
+        )
+        self.exchange.response_head(status, self.reason, self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
+        exchange, self.exchange = self.exchange, None
+        reusable = self.open and not self.body_until_close and self.parser.should_keep_alive()
+        self.pool.release(self, reusable)
+        if exchange is not None:
+            exchange.response_end()
+
+    # -- failures ----------------------------------------------------------------------------------
+
+    def _check_silence(self) -> None:
+        if self.exchange is None:  # idle: the next send() arms it again
+            self.timer = None
+            return
+        silent = self.loop.time() - self.last_read
+        if silent >= self.pool.read_timeout:
+            self._fail(UpstreamTimeout(f"no answer from the app for {self.pool.read_timeout:g}s"))
+        else:
+            self.timer = self.loop.call_later(self.pool.read_timeout - silent, self._check_silence)
+
+    def _fail(self, exc: Exception) -> None:
+        exchange, received = self.exchange, self.received
+        self.abort()
+        if exchange is not None:
+            exchange.response_failed(exc, received)
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class OriginPool:
+    """Idle keep-alive connections to one ``http://host:port[/prefix]`` app, reused newest first."""
+
+    def __init__(self, base_url: str, connect_timeout: float, read_timeout: float) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or parts.hostname is None:
+            raise ValueError(f"only http:// apps are forwarded below aiohttp, not {base_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.prefix = parts.path.rstrip("/").encode("latin-1")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._idle: list[OriginConnection] = []
+        self._closed = False
+
+    def take(self) -> OriginConnection | None:
+        """An idle connection, newest first (the app may still close it as it is reused)."""
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.open and connection.transport is not None and not connection.transport.is_closing():
+                return connection
+        return None
+
+    async def connect(self) -> OriginConnection:
+        """A new connection; ``UPSTREAM_ERRORS`` when the app cannot be reached in time."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, protocol = await loop.create_connection(
+                    lambda: OriginConnection(self), self.host, self.port
+                )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"connecting to the app took over {self.connect_timeout:g}s") from exc
+        except OSError as exc:
+            raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
+        return protocol
+
+    def release(self, connection: OriginConnection, reusable: bool) -> None:
+        if reusable and not self._closed:
+            self._idle.append(connection)
+        elif connection.transport is not None:
+            connection.transport.close()
+
+    def forget(self, connection: OriginConnection) -> None:
+        """A connection closed (by the app, or by us): never hand it out again."""
+        if connection in self._idle:
+            self._idle.remove(connection)
+
+    @property
+    def idle(self) -> int:
+        """Connections waiting to be reused."""
+        return len(self._idle)
+
+    def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.abort()
