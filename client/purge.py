@@ -3,9 +3,11 @@
 Each purge writes a new invalidation token into the response layer of the shared store
 (``store.response_purge``), with the sidecar's own settings: ``TINA4_CACHE_BACKEND``, ``_URL`` and
 ``_NAMESPACE`` for the store, ``TINA4_SIDECAR_IGNORED_QUERY_PARAMS`` for the query of a URL. So a
-purge is O(1) and reaches every sidecar that shares the store, whichever process calls it. The
-app and the sidecar must therefore share a store: with the in-process ``memory`` backend, a
-purge from the app reaches no sidecar (a warning says so once).
+purge is O(1) and reaches every sidecar that shares the store, whichever process calls it (on
+Redis and Valkey the store also announces it, so that sidecars drop their near-cache copies
+within the pub/sub delivery time: ``store/push.py``). The app and the sidecar must therefore
+share a store: with the in-process ``memory`` backend, a purge from the app reaches no sidecar
+(a warning says so once).
 
 Each function answers True when the purge was written, False when the store failed.
 """

@@ -100,8 +100,9 @@ class SidecarSettings(BaseSettings):
     )
     fast_path: bool = Field(
         True,
-        description="Serve fresh HITs from a protocol-level fast path (llhttp parsing, prebuilt bytes); "
-        "everything else always takes the aiohttp path.",
+        description="Serve fresh HITs (prebuilt bytes) and forward plain GETs of uncached routes (pooled raw "
+        "connections) from a protocol-level fast path with llhttp parsing; everything else always takes "
+        "the aiohttp path.",
     )
     near_cache_entries: Annotated[int, Field(ge=0)] = Field(
         10_000, description="Responses the in-process near cache keeps as prebuilt bytes (0 turns it off)."
@@ -111,9 +112,19 @@ class SidecarSettings(BaseSettings):
     )
     near_cache_recheck: Annotated[float, Field(ge=0, le=3600)] = Field(
         0.0,
-        description="With a shared store: seconds a near-cache HIT is served without asking the store again. "
-        "0 (default) asks on every HIT, so purges by any process take effect at once; e.g. 1.0 saves the "
-        "round trip but serves another process's purge up to 1 s late. The memory store needs no recheck.",
+        description="With a shared store and no push invalidation (memcached, PostgreSQL, SQLite, MongoDB, "
+        "file; Redis or Valkey while not subscribed): seconds a near-cache HIT is served without asking the "
+        "store again. 0 (default) asks on every HIT, so purges by any process take effect at once; e.g. 1.0 "
+        "saves the round trip but serves another process's purge up to 1 s late. The memory store needs no "
+        "recheck.",
+    )
+    near_cache_push: bool = Field(
+        True,
+        description="With a Redis or Valkey store (cluster too): follow the namespace's invalidation channel "
+        "(pub/sub) and, while subscribed, serve near-cache HITs without asking the store until the entry "
+        "expires or a purge, store or delete announced by any process drops it. A purge is seen within the "
+        "pub/sub delivery time, or at worst 0.5 s + TINA4_CACHE_TIMEOUT if the subscription dies silently. "
+        "Off: TINA4_SIDECAR_NEAR_CACHE_RECHECK applies.",
     )
     cache_status_name: str = Field(
         "tina4-sidecar",

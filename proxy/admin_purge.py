@@ -3,7 +3,8 @@
 One of ``{"url": "/api/products?page=1"}`` (every variant of one URL), ``{"route":
 "/api/store/products"}`` (a path with all its query strings), ``{"tag": "catalog"}`` or
 ``{"all": true}``. The purge writes an invalidation token into the store
-(``store/response_purge.py``), so it reaches every sidecar that shares the store.
+(``store/response_purge.py``), so it reaches every sidecar that shares the store (on Redis and
+Valkey also their near caches, through the store's announcement: ``store/push.py``).
 """
 
 from __future__ import annotations

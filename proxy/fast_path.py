@@ -195,12 +195,13 @@ class FastPath(asyncio.Protocol):
                 self._hand_off()
                 return
             primary = self.sidecar.key_for(head)
+            generation = self.sidecar.near.generation  # before the read: see NearCache.put
             found = await lookup(self.sidecar, primary, head)
             entry = found.entry
             if entry is None or entry.vary or found.key != primary:
                 self._hand_off()
                 return
-            item = self.sidecar.near.put(primary, entry)
+            item = self.sidecar.near.put(primary, entry, generation)
             if item is None or not self._servable(item):
                 self._hand_off()
                 return

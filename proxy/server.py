@@ -17,6 +17,7 @@ from tina4_sidecar.proxy.admin import handle_admin_listener
 from tina4_sidecar.proxy.admin_auth import check_token_strength
 from tina4_sidecar.proxy.fast_path import FastPath
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
+from tina4_sidecar.proxy.near_invalidation import follow_changes
 from tina4_sidecar.proxy.pipeline import handle
 from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.proxy.upstream import Upstream
@@ -41,12 +42,16 @@ async def start_sidecar(settings: SidecarSettings, cache_settings: CacheSettings
     upstream = Upstream(settings.upstream, settings.connect_timeout, settings.upstream_timeout)
     manifest = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static)
     await manifest.start()
-    return Sidecar(
+    sidecar = Sidecar(
         settings, cache_settings, store, upstream, manifest, QueryFilter(settings.ignored_query_params)
     )
+    sidecar.near_invalidation = follow_changes(sidecar.near, store, settings, cache_settings.cache_timeout)
+    return sidecar
 
 
 async def stop_sidecar(sidecar: Sidecar) -> None:
+    if sidecar.near_invalidation is not None:
+        await sidecar.near_invalidation.stop()
     if sidecar.background:  # let running fetches and refreshes finish storing, briefly
         await asyncio.wait(list(sidecar.background), timeout=5)
     await sidecar.manifest.stop()

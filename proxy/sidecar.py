@@ -14,6 +14,7 @@ from tina4_sidecar.proxy.flights import Flights
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.metrics import Metrics
 from tina4_sidecar.proxy.near_cache import NearCache
+from tina4_sidecar.proxy.near_invalidation import NearInvalidation
 from tina4_sidecar.proxy.origin_pool import OriginPool
 from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.upstream import Upstream
@@ -32,6 +33,8 @@ class Sidecar:
     metrics: Metrics = field(default_factory=Metrics)
     flights: Flights = field(init=False)
     near: NearCache = field(init=False)
+    near_invalidation: NearInvalidation | None = None
+    """Follows the store's invalidation channel (a store with push only): see ``start_sidecar``."""
     origin: OriginPool | None = field(init=False)
     """Raw connections for the fast path's forwarding; None when the app is not plain http://."""
     seen_requests: SeenRequests = field(default_factory=SeenRequests)

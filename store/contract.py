@@ -29,6 +29,9 @@ hashes or escapes what it cannot store natively. Further promises the contract s
 answering True means "accepted" (a bounded store may evict the value at once). ``size()`` is
 exact except where a backend says otherwise (memcached cannot count keys and keeps an
 approximate counter).
+
+One optional hook: ``changes()`` gives a subscription to the changes that every process announces
+for the response layer (push invalidation, ``store/push.py``); only Redis and Valkey have one.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from tina4_sidecar.config import CacheSettings
+    from tina4_sidecar.store.push import Subscription
 
 log = logging.getLogger("tina4_sidecar.store")
 
@@ -184,6 +188,11 @@ class Store(ABC):
             raise
         except Exception as exc:
             raise StoreUnavailable(f"{self.backend_name}: {_describe(exc)}") from exc
+
+    def changes(self) -> Subscription | None:
+        """A new, unopened subscription to the changes announced for this namespace and layer, or
+        None (the default) where the backend announces none (see ``store/push.py``)."""
+        return None
 
     async def close(self) -> None:
         try:

@@ -11,6 +11,7 @@ import importlib
 from tina4_sidecar.config import Backend, CacheSettings
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.fallback import FallbackStore
+from tina4_sidecar.store.push import Subscription
 
 BACKENDS: dict[Backend, str] = {
     Backend.MEMORY: "tina4_sidecar.store.backends.memory:MemoryStore",
@@ -82,3 +83,12 @@ async def open_store(
         store = with_fallback(settings, layer, chosen, url)
     await store.open()
     return store
+
+
+def changes_of(store: Store) -> Subscription | None:
+    """A new subscription to the changes announced for ``store`` (``Store.changes``), or None when its
+    backend announces none. A network store behind the fallback is asked through its primary: the
+    channel lives on the primary's server whichever store serves at the moment."""
+    if isinstance(store, FallbackStore):
+        return store.primary.changes() if store.primary is not None else None
+    return store.changes()

@@ -1,7 +1,11 @@
 """Purging cached responses, for the app (client library) and the sidecar's admin endpoint alike.
 
 Each purge writes a new invalidation token (``store.invalidation``) into the response layer of
-the shared store: O(1), and in effect at once on every sidecar that shares the store.
+the shared store: O(1), and in effect at once on every sidecar that shares the store. On Redis,
+Valkey and Redis Cluster the store itself then announces each written token's scope on the
+namespace's invalidation channel (``store/push.py``), so that sidecars following it drop exactly
+the near-cache copies that recorded that token: nothing here has to remember to announce, and
+no caller (admin API, CLI, client library) can forget to.
 """
 
 from __future__ import annotations

@@ -12,7 +12,13 @@ URLs: ``redis://``, ``rediss://`` (TLS), ``valkey://``, ``valkeys://`` (TLS) and
 a cluster URL (``redis+cluster://host:port,...`` and its variants) makes ``from_settings`` build
 the cluster store of ``store/backends/redis_cluster.py`` instead;
 ``[user:pass@]`` and the database number (``/2``) come from the URL, and
-``TINA4_CACHE_USERNAME`` / ``TINA4_CACHE_PASSWORD`` apply only when the URL has no credentials.
+``TINA4_CACHE_USERNAME`` / ``TINA4_CACHE_PASSWORD`` apply only when the URL has no credentials;
+``?protocol=3`` in the URL speaks RESP3.
+
+Push invalidation (``store/push.py``): the response layer announces its token writes, entry
+writes and deletes, and clears on ``<namespace>:near-invalidate``, with a PUBLISH sent in one
+pipeline after the write (one round trip; the server applies the write before it publishes), and
+``changes()`` subscribes to that channel (``store/backends/redis_push.py``).
 """
 
 from __future__ import annotations
@@ -26,10 +32,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from tina4_sidecar.store import push
+from tina4_sidecar.store.backends.redis_push import RedisSubscription
 from tina4_sidecar.store.contract import Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from tina4_sidecar.config import CacheSettings
+    from tina4_sidecar.store.push import Subscription
 
 SCAN_BATCH = 1000
 """Keys asked for per SCAN call, and the most keys one UNLINK removes."""
@@ -77,6 +86,8 @@ class RedisStore(Store):
         self.location = _location(parts)
         self._client: Redis | None = None
         self._health_client: Redis | None = None
+        self.channel = push.channel(namespace) if layer == push.PUSH_LAYER else None
+        """Where this store announces its changes: the response layer only."""
 
     @classmethod
     def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> Store:
@@ -109,13 +120,34 @@ class RedisStore(Store):
         return cast("list[bytes | None]", await self._redis().mget([self.full_key(key) for key in keys]))
 
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
-        await self._redis().set(self.full_key(key), value, ex=ttl or None)
+        change = self._announced(key)
+        if change is None:
+            await self._redis().set(self.full_key(key), value, ex=ttl or None)
+            return
+        async with self._redis().pipeline(transaction=False) as pipe:
+            pipe.set(self.full_key(key), value, ex=ttl or None)
+            pipe.publish(self._announce_to(), push.encode(change))
+            await pipe.execute()
 
     async def _add(self, key: str, value: bytes, ttl: int) -> bool:
-        return bool(await self._redis().set(self.full_key(key), value, ex=ttl or None, nx=True))
+        change = self._announced(key)
+        if change is None:
+            return bool(await self._redis().set(self.full_key(key), value, ex=ttl or None, nx=True))
+        async with self._redis().pipeline(transaction=False) as pipe:
+            pipe.set(self.full_key(key), value, ex=ttl or None, nx=True)
+            pipe.publish(self._announce_to(), push.encode(change))
+            added, _ = await pipe.execute()
+        return bool(added)
 
     async def _delete(self, key: str) -> bool:
-        return bool(await self._redis().delete(self.full_key(key)))
+        change = self._announced(key)
+        if change is None:
+            return bool(await self._redis().delete(self.full_key(key)))
+        async with self._redis().pipeline(transaction=False) as pipe:
+            pipe.delete(self.full_key(key))
+            pipe.publish(self._announce_to(), push.encode(change))
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
 
     async def _clear(self) -> None:
         client = self._redis()
@@ -127,6 +159,8 @@ class RedisStore(Store):
                 batch.clear()
         if batch:
             await client.unlink(*batch)
+        if self.channel is not None:
+            await client.publish(self.channel, push.encode(push.EVERYTHING))
 
     async def _size(self) -> int:
         count = 0
@@ -157,7 +191,31 @@ class RedisStore(Store):
             if client is not None:
                 await client.aclose()
 
+    def changes(self) -> Subscription | None:
+        if self.channel is None:
+            return None
+        return RedisSubscription(self._subscriber, self.channel)
+
     # -- helpers ----------------------------------------------------------------------------
+
+    def _announced(self, key: str) -> push.Change | None:
+        return push.announcement(key) if self.channel is not None else None
+
+    def _announce_to(self) -> str:
+        assert self.channel is not None  # only called when _announced() answered a change
+        return self.channel
+
+    async def _subscriber(self) -> Redis:
+        """A client of its own for one subscription: no retries, so a lost connection is seen."""
+        fill_in = not self._credentials_in_url
+        return Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            username=self.username if fill_in else None,
+            password=self._password if fill_in else None,
+        )
 
     def _redis(self) -> Redis:
         """The client of the calls, created on first use so that its pool belongs to the running loop."""

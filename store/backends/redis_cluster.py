@@ -17,6 +17,13 @@ over every slot and node. Commands on more than one key cannot cross slots, so:
 
 Timeouts and credentials are the single-node store's: ``[user:pass@]`` from the URL, else
 ``TINA4_CACHE_USERNAME`` / ``TINA4_CACHE_PASSWORD``.
+
+Push invalidation (``store/push.py``): plain PUBLISH reaches every node over the cluster bus, but
+the response layer publishes on the primary that owns the channel name's slot, and subscribes
+there too, so that an announcement does not depend on the bus (nor on its delay) while that node
+answers: a PUBLISH goes right after the write has been acknowledged (the write lives on another
+node, so they cannot share a pipeline). When the channel's node cannot be reached, the PUBLISH goes
+to another node and crosses the bus.
 """
 
 from __future__ import annotations
@@ -27,17 +34,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, cast
 from urllib.parse import unquote
 
+from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, RedisClusterException, ResponseError
+from redis.exceptions import AuthenticationError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from tina4_sidecar.store import push
 from tina4_sidecar.store.backends.redis import HEALTH_CHECK_INTERVAL, MAX_CONNECTIONS, SCAN_BATCH, escape_glob
+from tina4_sidecar.store.backends.redis_push import RedisSubscription
 from tina4_sidecar.store.contract import Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from tina4_sidecar.config import CacheSettings
+    from tina4_sidecar.store.push import Subscription
 
 CLUSTER_SCHEMES: dict[str, bool] = {
     "redis+cluster": False,
@@ -140,6 +151,8 @@ class RedisClusterStore(Store):
         # The cluster client's per-node pools raise MaxConnectionsError when full instead of
         # waiting; calls past MAX_CONNECTIONS wait here (within their timeout), as on one node.
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self.channel = push.channel(namespace) if layer == push.PUSH_LAYER else None
+        """Where this store announces its changes: the response layer only."""
 
     @classmethod
     def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> RedisClusterStore:
@@ -171,14 +184,20 @@ class RedisClusterStore(Store):
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
         async with self._slots:
             await self._redis().set(self.full_key(key), value, ex=ttl or None)
+            await self._announce(key)
 
     async def _add(self, key: str, value: bytes, ttl: int) -> bool:
         async with self._slots:
-            return bool(await self._redis().set(self.full_key(key), value, ex=ttl or None, nx=True))
+            added = bool(await self._redis().set(self.full_key(key), value, ex=ttl or None, nx=True))
+            if added:
+                await self._announce(key)
+            return added
 
     async def _delete(self, key: str) -> bool:
         async with self._slots:
-            return bool(await self._redis().delete(self.full_key(key)))
+            deleted = bool(await self._redis().delete(self.full_key(key)))
+            await self._announce(key)
+            return deleted
 
     async def _clear(self) -> None:
         async with self._slots:
@@ -192,6 +211,8 @@ class RedisClusterStore(Store):
                         batch.clear()
                 if batch:
                     await client.unlink(*batch)
+            if self.channel is not None:
+                await self._publish(push.EVERYTHING)
 
     async def _size(self) -> int:
         async with self._slots:
@@ -231,7 +252,50 @@ class RedisClusterStore(Store):
             if client is not None:
                 await client.aclose()
 
+    def changes(self) -> Subscription | None:
+        if self.channel is None:
+            return None
+        return RedisSubscription(self._subscriber, self.channel)
+
     # -- helpers ----------------------------------------------------------------------------
+
+    async def _announce(self, key: str) -> None:
+        change = push.announcement(key) if self.channel is not None else None
+        if change is not None:
+            await self._publish(change)
+
+    async def _publish(self, change: push.Change) -> None:
+        assert self.channel is not None
+        client, data = self._redis(), push.encode(change)
+        try:
+            await client.publish(self.channel, data, target_nodes=client.get_node_from_key(self.channel))
+        except (RedisError, OSError):
+            await client.publish(self.channel, data)  # any node: the cluster bus carries it to the others
+
+    async def _subscriber(self) -> Redis:
+        """A client of the primary that owns the channel's slot, for one subscription (no retries, so
+        that a lost connection is seen); the slot map is read again first (a failover moves it)."""
+        assert self.channel is not None
+        client = self._redis()
+        try:
+            if client._initialize:
+                await client.initialize()
+            else:
+                await client.nodes_manager.initialize()
+        except (RedisError, OSError):
+            pass  # the map known so far; connecting fails if it is wrong, and is tried again
+        node = client.get_node_from_key(self.channel)
+        assert node is not None
+        return Redis(
+            host=node.host,
+            port=int(node.port),
+            username=self.username,
+            password=self._password,
+            ssl=self.tls,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     async def _primaries(self) -> list[ClusterNode]:
         client = self._redis()
