@@ -123,6 +123,39 @@ class RedisLikeChecks:
     def make(self, url: str, namespace: str | None = None, layer: str = "kv", **kwargs: object) -> RedisStore:
         return self.store_class(namespace or unique_namespace(), layer, url, **kwargs)  # type: ignore[arg-type]
 
+    # -- the replay after an outage --------------------------------------------------------------
+
+    async def test_delete_many_unlinks_in_one_call_and_announces_everything(
+        self, server: ServerProcess
+    ) -> None:
+        namespace = unique_namespace()
+        store = self.make(server_url(server, self.scheme), namespace, layer="resp")
+        keeper = self.make(server_url(server, self.scheme), namespace, layer="kv")
+        listener = raw_client(server).pubsub()
+        await store.open()
+        await keeper.open()
+        try:
+            listener.subscribe(f"{namespace}:near-invalidate")
+            assert listener.get_message(timeout=2)["type"] == "subscribe"
+            keys = [f"k{i}" for i in range(1500)]
+            for key in keys:
+                await store.set(key, b"v", 60)
+            await keeper.set("k1", b"other layer", 60)
+            while listener.get_message(timeout=0.2) is not None:
+                pass  # the writes' own announcements
+            before = commandstats(server).get("unlink", 0)
+            await store._delete_many(keys[:1000])
+            assert commandstats(server).get("unlink", 0) - before == 1
+            assert await store.get_many(keys[998:1002]) == [None, None, b"v", b"v"]
+            assert await keeper.get("k1") == b"other layer"
+            message = listener.get_message(timeout=2)
+            assert message is not None
+            assert message["data"] == b'{"v":1,"all":true}'
+        finally:
+            listener.close()
+            await store.close()
+            await keeper.close()
+
     # -- credentials ---------------------------------------------------------------------------
 
     @pytest.mark.parametrize(
