@@ -31,8 +31,11 @@ class CacheSettings(BaseSettings):
     )
     cache_url: Annotated[str | None, EmptyIsUnset] = Field(
         None,
-        description="Connection URL of a network store (redis://, valkey://, memcached://, "
-        "mongodb://, or a SQL URL for the database store). Each store has its own default.",
+        description="Connection URL of a network store: redis://[user:pass@]host:port/db (rediss:// for TLS, "
+        "?protocol=3 for RESP3), redis+cluster://host:port[,host:port...] for a Redis Cluster (also "
+        "rediss+cluster://, valkey+cluster://), valkey://, memcached://host:port[,host:port...] "
+        "(consistent hashing over several servers), mongodb://, or a SQL URL for the database store. "
+        "Each store has its own default.",
     )
     cache_username: Annotated[str | None, EmptyIsUnset] = Field(
         None, description="Used only when the URL has none."
