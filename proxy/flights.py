@@ -23,6 +23,8 @@ class Shared:
     entry: Entry | None = None
     error: Exception | None = None
     """The app could not be reached: waiters answer the same way without asking again."""
+    status: int | None = None
+    """The app's 5xx status when it answered one (the error says so too): waiters report it as well."""
 
 
 NOT_SHAREABLE = Shared()

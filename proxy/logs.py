@@ -25,3 +25,5 @@ def setup_logging(level: str) -> None:
     root.setLevel(level.upper())
     # aiohttp's access log costs throughput on the hit path; the sidecar's own counters suffice.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # psycopg_pool warns at every failed reconnect of a PostgreSQL outage; the store logs the outage once.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

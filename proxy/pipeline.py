@@ -133,7 +133,7 @@ async def miss(
         ):
             return done(sidecar, "miss", rule, started, deliver.collapsed(head, shared.entry, sidecar.name))
         if shared.error is not None:
-            return answer_failure(sidecar, head, rule, found, shared.error, None, started)
+            return answer_failure(sidecar, head, rule, found, shared.error, shared.status, started)
         return await fetch(request, sidecar, head, rule, found, started, flight=None)
     flight = sidecar.flights.take_off(found.key)
     # The fetch is its own task: if this request is cancelled (the client hung up and the server
@@ -211,7 +211,8 @@ async def fetch_and_stream(
                 share(Shared(entry))
                 return done(sidecar, "miss", rule, started, deliver.revalidated(head, entry, sidecar.name))
             if upstream.status >= 500 and usable_after_error(stale):
-                share(Shared(error=UpstreamUnavailable(f"the app answered {upstream.status}")))
+                failed = UpstreamUnavailable(f"the app answered {upstream.status}")
+                share(Shared(error=failed, status=upstream.status))
                 return answer_failure(sidecar, head, rule, found, None, upstream.status, started)
             return await stream_and_store(
                 request, sidecar, head, rule, found, upstream, seconds, share, started

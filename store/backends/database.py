@@ -38,6 +38,15 @@ several concurrent inserts through, and a conflicting row is overwritten only wh
 (PostgreSQL re-checks that condition on the newest version of the row after waiting for its lock;
 SQLite runs one writer at a time). One row changed means this call stored the value.
 
+A table that goes missing under a running store (dropped by hand, a restore without it, a crash
+right after it was created) is re-created: a statement that fails because the table does not exist
+is run once more after ``CREATE TABLE/INDEX IF NOT EXISTS`` (under the same advisory lock as at
+``open`` on PostgreSQL), with one warning. Running it again is safe: a statement that names a
+missing table did nothing. ``ping()`` looks up one primary key in the table instead of ``SELECT 1``,
+so it goes through the same recovery, and a table that cannot be re-created (no CREATE privilege)
+makes the store unavailable: the fallback then serves from the file store and probes until the
+table is back, where a ``SELECT 1`` would have kept it on a store whose every call fails.
+
 Clock: expiry times are written and compared with the sidecar's ``time.time()``, never the
 database's ``now()``. Sidecars on several hosts need synced clocks only for TTL accuracy: a host
 whose clock runs ahead sees entries expire early. Invalidation (delete, clear) never depends
@@ -49,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import random
 import re
 import time
@@ -60,7 +70,11 @@ from tina4_sidecar.store.contract import Store, StoreStats
 if TYPE_CHECKING:
     from tina4_sidecar.config import CacheSettings
 
+log = logging.getLogger("tina4_sidecar.store")
+
 TABLE = "tina4_sidecar_cache"
+TABLE_PROBE = f"SELECT 1 FROM {TABLE} WHERE cache_key = ''"
+"""The engines' ping: one index lookup that fails, like every statement, when the table is missing."""
 SQLITE_DEFAULT_FILE = "cache.sqlite3"
 SWEEP_INTERVAL = 60.0
 SWEEP_BATCH = 1000
@@ -231,6 +245,11 @@ class DatabaseStore(Store):
 
     async def _ping(self) -> None:
         await self.engine.ping()
+
+
+def table_recreated(target: str) -> None:
+    """The one warning of an engine that found its table missing and created it again."""
+    log.warning("the cache table %s was missing in %s; created it again", TABLE, target)
 
 
 def database_url(settings: CacheSettings, url: str | None = None) -> tuple[str, str]:

@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
-from tina4_sidecar.store.backends.database import TABLE
+from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, table_recreated
 from tina4_sidecar.store.contract import StoreUnavailable
 
 POOL_MAX = 4
@@ -117,6 +117,7 @@ class PostgresEngine:
         self._pool_name = f"tina4-sidecar {name}"
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._running: set[asyncio.Task[Any]] = set()
+        self._recreating = asyncio.Lock()
 
     async def open(self) -> None:
         try:
@@ -189,7 +190,7 @@ class PostgresEngine:
         return await self._execute(_SWEEP, {"now": now, "limit": limit})
 
     async def ping(self) -> None:
-        await self._query("SELECT 1", ())
+        await self._query(TABLE_PROBE, ())
 
     # -- running statements -------------------------------------------------------------------
 
@@ -214,12 +215,23 @@ class PostgresEngine:
 
         async def with_connection() -> T:
             async with pool.connection() as conn:
-                return await work(conn)
+                return await self._with_table(conn, work)
 
         task = asyncio.create_task(with_connection())
         self._running.add(task)
         task.add_done_callback(self._finished)
         return await asyncio.shield(task)
+
+    async def _with_table[T](self, conn: Conn, work: Callable[[Conn], Awaitable[T]]) -> T:
+        """``work(conn)``, once more after creating the table again if it has gone (see database.py)."""
+        try:
+            return await work(conn)
+        except psycopg.errors.UndefinedTable:
+            # One connection at a time: the others then find the table and log nothing.
+            async with self._recreating:
+                if await _create_table(conn):
+                    table_recreated(self.target)
+        return await work(conn)
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._running.discard(task)
@@ -231,15 +243,17 @@ class PostgresEngine:
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{millis}ms",))
 
 
-async def _create_table(conn: Conn) -> None:
+async def _create_table(conn: Conn) -> bool:
+    """Create the table and its indexes unless the table exists; True when this call ran the DDL."""
     cursor = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,))
     row = await cursor.fetchone()
     if row is not None and row[0]:
-        return  # already there: needs no CREATE privilege, which a DBA may not have granted
+        return False  # already there: needs no CREATE privilege, which a DBA may not have granted
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         for statement in _SCHEMA:
             await conn.execute(statement)
+    return True
 
 
 def _safe_target(params: dict[str, Any]) -> str:

@@ -6,20 +6,23 @@ used by one thread (no lock needed), and a database that another process keeps l
 this store's thread only, not the loop's shared default executor that ``asyncio.to_thread``
 would exhaust. The file is in WAL mode, so readers in other processes (other sidecars, other app
 workers) are not blocked by a writer; writers wait for each other up to the store's timeout
-(busy timeout) instead of failing at once. When a caller's timeout fires, a statement already
-running finishes on the thread; queued ones are dropped.
+(busy timeout) instead of failing at once, and so do stores opening a new file at the same moment
+(SQLite refuses the switch to WAL at once while another connection makes it, so it is retried).
+When a caller's timeout fires, a statement already running finishes on the thread; queued ones
+are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tina4_sidecar.store.backends.database import TABLE
+from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, table_recreated
 from tina4_sidecar.store.contract import StoreUnavailable
 
 MAX_VARIABLES = 500
@@ -32,6 +35,7 @@ _SCHEMA = (
     f"CREATE INDEX IF NOT EXISTS {TABLE}_ns ON {TABLE} (ns, expires_at)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_expires ON {TABLE} (expires_at)",
 )
+_TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 _GET = f"SELECT value FROM {TABLE} WHERE cache_key = ? AND {_LIVE}"
 _SET = (
     f"INSERT INTO {TABLE} (cache_key, ns, value, expires_at) VALUES (?, ?, ?, ?) "
@@ -137,7 +141,7 @@ class SqliteEngine:
         return await self._call(_rowcount, _SWEEP, (now, limit))
 
     async def ping(self) -> None:
-        await self._call(_fetchall, "SELECT 1", ())
+        await self._call(_fetchall, TABLE_PROBE, ())
 
     async def _call[T](self, work: Callable[..., T], *args: Any) -> T:
         """Run ``work(connection, *args)`` on the store's thread."""
@@ -151,9 +155,18 @@ class SqliteEngine:
     # -- on the store's thread -----------------------------------------------------------------
 
     def _with_connection[T](self, work: Callable[..., T], args: tuple[Any, ...]) -> T:
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             raise RuntimeError("the database store is not open")
-        return work(self._conn, *args)
+        try:
+            return work(conn, *args)
+        except sqlite3.OperationalError as exc:
+            if not str(exc).startswith(f"no such table: {TABLE}"):
+                raise
+        # The table has gone (see database.py): only this thread uses the connection, so no lock.
+        if _create_schema(conn):
+            table_recreated(self.target)
+        return work(conn, *args)
 
     def _connect(self) -> None:
         if self.path != ":memory:":
@@ -161,12 +174,9 @@ class SqliteEngine:
         # isolation_level=None: autocommit, each statement is its own transaction.
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn, self.timeout)
             conn.execute("PRAGMA synchronous=NORMAL")  # a cache may lose its last writes on power loss
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute("COMMIT")
+            _create_schema(conn)
         except BaseException:
             conn.close()
             raise
@@ -176,6 +186,34 @@ class SqliteEngine:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """WAL mode, retried for up to ``timeout`` s: the switch needs the file to itself and SQLite
+    refuses it at once, without the busy wait, while another connection is switching it too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _create_schema(conn: sqlite3.Connection) -> bool:
+    """The table and its indexes, if missing, in one write transaction; True when the table was."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        missing = not conn.execute(_TABLE_EXISTS, (TABLE,)).fetchall()
+        for statement in _SCHEMA:
+            conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return missing
 
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:

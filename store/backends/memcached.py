@@ -56,6 +56,11 @@ which fails if anyone changed the item in between. Memcached itself decides what
 incremented when a write creates a key (``add`` succeeded) and decremented when ``delete``
 removed one; a clear starts a new generation whose counter is zero. Entries that expire or that
 the LRU evicts stay counted until the next ``clear()``, so ``size()`` over-counts then.
+
+``_delete_many`` (the fallback's replay of an outage, ``store.fallback.DeletesMany``) sends each
+server its share of the deletes in one round trip: pymemcache's ``HashClient.delete_many`` would
+send one command per key and wait for each. Memcached answers a batch without saying which keys
+existed, so the keys it removes stay counted by ``size()`` until the next ``clear()``.
 """
 
 from __future__ import annotations
@@ -192,6 +197,7 @@ class MemcachedStore(Store):
         self._generation: tuple[int, float] | None = None  # (value, time.monotonic() when seen)
         self._client: Any = None
         self._servers: list[tuple[str, Any]] = []  # ("host:port", client of that server alone)
+        self._ring: Any = None  # HashClient's hasher: which "host:port" holds a key (several servers)
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
@@ -225,6 +231,11 @@ class MemcachedStore(Store):
     async def _delete(self, key: str) -> bool:
         return await self._run(self._delete_value, key)
 
+    async def _delete_many(self, keys: list[str]) -> None:
+        """Delete every key, one round trip per server; raises on failure (see the module docstring)."""
+        if keys:
+            await self._run(self._delete_values, keys)
+
     async def _clear(self) -> None:
         await self._run(self._advance_generation)
 
@@ -240,7 +251,7 @@ class MemcachedStore(Store):
     async def _close(self) -> None:
         client, self._client = self._client, None
         executor, self._executor = self._executor, None
-        self._servers = []
+        self._servers, self._ring = [], None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         if client is not None:
@@ -345,6 +356,16 @@ class MemcachedStore(Store):
             self._adjust_count(generation, -1)
         return existed
 
+    def _delete_values(self, keys: list[str]) -> None:
+        generation, _ = self._read_current([])  # the current generation, as for one delete
+        batches: dict[str, list[str]] = {}
+        for key in keys:
+            item_key = self._item_key(generation, _hash(key))
+            batches.setdefault(self._server_of(item_key), []).append(item_key)
+        clients = dict(self._servers)
+        for address, item_keys in batches.items():
+            clients[address].delete_many(item_keys, noreply=False)
+
     def _read_count(self) -> int:
         _, found = self._read_current(["count"])
         entry = next(iter(found.values()), None)
@@ -421,6 +442,10 @@ class MemcachedStore(Store):
     def _item_key(self, generation: int, suffix: str) -> str:
         return f"{self.prefix}{generation}:{suffix}"
 
+    def _server_of(self, item_key: str) -> str:
+        """The "host:port" that holds ``item_key``: HashClient's own choice (the fixed ring)."""
+        return self._servers[0][0] if self._ring is None else str(self._ring.get_node(item_key))
+
     async def _run[T](self, func: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="tina4-memcached")
@@ -441,7 +466,7 @@ class MemcachedStore(Store):
             }
             if len(self.servers) == 1:
                 inner: Any = PooledClient(self.servers[0], **options)
-                per_server = [inner]
+                per_server = {f"{inner.server[0]}:{inner.server[1]}": inner}
             else:
                 inner = HashClient(
                     self.servers,
@@ -454,9 +479,10 @@ class MemcachedStore(Store):
                     ignore_exc=False,
                     **options,
                 )
-                per_server = list(inner.clients.values())
+                per_server = dict(inner.clients)  # keyed by "host:port", as its ring names them
+                self._ring = inner.hasher
             self._client = _retrying(inner, self.threads)
-            self._servers = [(f"{c.server[0]}:{c.server[1]}", _retrying(c, self.threads)) for c in per_server]
+            self._servers = [(address, _retrying(c, self.threads)) for address, c in per_server.items()]
         return self._client
 
 

@@ -80,6 +80,24 @@ async def test_stale_if_error_when_the_app_fails_then_recovers(
     assert (await get(client_session, url))[1:3] == ("v2", "MISS")
 
 
+async def test_waiters_on_a_failed_fetch_report_the_apps_status_like_the_fetcher(
+    make_proxy: Callable[..., Any], client_session: aiohttp.ClientSession
+) -> None:
+    app = App(delay=0.5)  # the failing fetch is slow: the other requests queue behind it
+    rule = Rule(method="GET", path="/page/*", cache=True, ttl=1, stale_if_error=30, source="test")
+    proxy = await make_proxy([rule], app.routes, early_refresh_beta=0)
+    url = proxy.url("/page/coalesced")
+    assert (await get(client_session, url))[1] == "v1"
+    await asyncio.sleep(1.1)
+    app.failing = 500
+    replies = await asyncio.gather(*(get(client_session, url) for _ in range(10)))
+    assert app.calls == 2  # one fetch for the ten requests
+    assert proxy.sidecar.metrics.coalesced == 9
+    assert {reply[:3] for reply in replies} == {(200, "v1", "HIT")}
+    for _, _, _, cache_status in replies:
+        assert "fwd=stale; fwd-status=500; ttl=-" in cache_status, cache_status
+
+
 async def test_stale_if_error_when_the_app_is_unreachable(
     make_proxy: Callable[..., Any], client_session: aiohttp.ClientSession
 ) -> None:

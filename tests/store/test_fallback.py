@@ -26,8 +26,9 @@ from tina4_sidecar.store.backends.file import FileStore, encode_entry
 from tina4_sidecar.store.backends.redis import RedisStore
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.factory import open_store, with_fallback
-from tina4_sidecar.store.fallback import FallbackStore
+from tina4_sidecar.store.fallback import DeletesMany, FallbackStore
 
+from tests.servers import memcached
 from tests.servers.process import ServerProcess, free_port
 from tests.servers.redis import raw_client, redis_server, server_url, serving, stop_with_snapshot
 from tests.store.contract_suite import (
@@ -41,6 +42,7 @@ from tests.store.contract_suite import (
     unique_namespace,
 )
 from tests.store.test_file import foreign_paths
+from tests.store.test_memcached import stored_keys
 
 pytestmark = pytest.mark.backend
 
@@ -380,7 +382,8 @@ async def test_a_hung_server_times_out_into_the_fallback_and_recovers(
 
 
 async def test_errors_of_a_server_that_answers_ping_do_not_switch(tmp_path: Path) -> None:
-    no_set = "reader on >pw ~* &* +@all -@write +del"
+    # Deletes stay allowed: the store invalidates with DEL, and replays and clears with UNLINK.
+    no_set = "reader on >pw ~* &* +@all -@write +del +unlink"
     with serving(redis_server(users=[no_set])) as own:
         url = server_url(own, username="reader", password="pw")
         store = await open_store(make_settings(url, tmp_path), "kv")
@@ -392,7 +395,7 @@ async def test_errors_of_a_server_that_answers_ping_do_not_switch(tmp_path: Path
             stats = await store.stats()
             assert (stats.fallback, stats.backend, stats.errors) == (False, "redis", 5)
             assert "no permissions to run the 'set' command" in str(stats.extra["last_error"])
-            assert not store.outage  # the writes that failed were invalidated (DEL) on the primary
+            assert not store.outage  # the writes that failed were deleted on the primary (the replay)
         finally:
             await store.close()
 
@@ -458,6 +461,36 @@ async def test_a_clear_during_the_outage_clears_the_primary_layer(
     finally:
         await store.close()
         await other_layer.close()
+
+
+async def test_the_outage_is_replayed_on_memcached_in_bulk_on_every_server(tmp_path: Path) -> None:
+    """A hung server (SIGSTOP) keeps its items: the replay's deletes are what removes them."""
+    servers = (memcached.memcached_server(), memcached.memcached_server())
+    with memcached.serving(*servers):
+        url = memcached.server_url(*servers)
+        settings = make_settings(url, tmp_path, cache_backend="memcached", cache_timeout=0.3)
+        store = await open_store(settings, "kv")
+        assert isinstance(store, FallbackStore)
+        assert isinstance(store.primary, DeletesMany)
+        try:
+            keys = [f"k{i}" for i in range(40)]
+            for key in keys:
+                await store.set(key, b"old", 0)
+            # the server with the generation: every call needs it
+            hung = next(s for s in servers if f"{store.prefix}gen" in stored_keys(s, store.prefix))
+            assert hung.proc is not None
+            os.kill(hung.proc.pid, signal.SIGSTOP)
+            try:
+                await go_down(store)
+                for key in keys[:30]:  # on both servers
+                    await store.delete(key)
+            finally:
+                os.kill(hung.proc.pid, signal.SIGCONT)
+            await wait_until(lambda: not store.degraded, 2 * PROBE + 2.0)
+            assert not store.outage
+            assert await store.get_many(keys) == [None] * 30 + [b"old"] * 10
+        finally:
+            await store.close()
 
 
 async def test_an_overflowing_outage_log_clears_the_layer(server: ServerProcess, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from tina4_sidecar.store.backends.memcached import (
     parse_servers,
 )
 from tina4_sidecar.store.contract import Store, StoreUnavailable
+from tina4_sidecar.store.fallback import DeletesMany
 
 from tests.servers.memcached import kill, memcached_server, raw_client, server_url, serving
 from tests.servers.process import ServerProcess, free_port
@@ -442,3 +443,102 @@ def test_from_settings_takes_url_namespace_and_timeout(caplog: pytest.LogCapture
 def test_a_namespace_that_memcached_keys_cannot_carry_is_refused() -> None:
     with pytest.raises(ValueError, match="namespace"):
         MemcachedStore("has space", "kv")
+
+
+# -- bulk delete (the fallback's replay) ------------------------------------------------------------
+
+
+async def write_all(store: Store, keys: list[str]) -> None:
+    for start in range(0, len(keys), 100):  # more at once would queue past the store's timeout
+        assert all(await asyncio.gather(*(store.set(key, b"v", 0) for key in keys[start : start + 100])))
+
+
+def delete_counts(*servers: ServerProcess) -> list[int]:
+    """``delete`` commands each server has answered so far (hits and misses)."""
+    counts = []
+    for server in servers:
+        client = raw_client(server)
+        try:
+            stats = client.stats()
+        finally:
+            client.close()
+        counts.append(int(stats[b"delete_hits"]) + int(stats[b"delete_misses"]))
+    return counts
+
+
+async def test_delete_many_removes_the_keys_of_the_current_generation_and_nothing_else(
+    stores: StoreMaker, memcached: ServerProcess
+) -> None:
+    store, other_namespace, other_layer = (
+        await stores(),
+        await stores(namespace=unique_namespace()),
+        await stores("resp"),
+    )
+    assert isinstance(store, MemcachedStore)
+    assert isinstance(store, DeletesMany)  # the replay takes the bulk path
+    keys = [f"k{i}" for i in range(1200)] + ["ünïcode key", "x" * 5000]
+    others = (other_namespace, other_layer)
+    sample = [*keys[:100], *keys[-102:]]  # for the other stores: kept, whether deleted here or not
+    await write_all(store, keys)
+    for other in others:
+        await write_all(other, sample)
+    assert await store.set("big", os.urandom(2_500_000), 0) is True  # a chunked value
+    doomed = [*keys[:1100], "big", "never written"]
+
+    before = delete_counts(memcached)[0]
+    await store._delete_many(doomed)
+    assert delete_counts(memcached)[0] - before == len(doomed)  # each key once
+
+    assert await store.get_many(doomed) == [None] * len(doomed)
+    assert await store.get_many(keys[1100:]) == [b"v"] * (len(keys) - 1100)
+    for other in others:
+        assert await other.get_many(sample) == [b"v"] * len(sample)
+    assert store.counters.errors == 0
+
+
+async def test_delete_many_finds_the_generation_another_process_cleared_to(stores: StoreMaker) -> None:
+    store, other_process = await stores(), await stores()
+    await store.get("k")  # this store has seen the generation
+    await other_process.clear()
+    await other_process.set("k", b"written after the clear", 0)
+    await store._delete_many(["k"])
+    assert await other_process.get("k") is None
+
+
+async def test_delete_many_sends_each_of_several_servers_its_share() -> None:
+    servers = (memcached_server(), memcached_server(), memcached_server())
+    with serving(*servers):
+        store = MemcachedStore(unique_namespace(), "kv", server_url(*servers), timeout=0.5)
+        await store.open()
+        try:
+            keys = [f"key-{i}" for i in range(300)]
+            await write_all(store, keys)
+            shares = [holding(server, store, keys) for server in servers]
+            assert all(len(share) > 50 for share in shares), [len(share) for share in shares]
+
+            before = delete_counts(*servers)
+            await store._delete_many(keys)
+            sent = [after - earlier for after, earlier in zip(delete_counts(*servers), before, strict=True)]
+            assert sent == [len(share) for share in shares]  # every key to the server that holds it
+
+            assert [holding(server, store, keys) for server in servers] == [set(), set(), set()]
+            assert await store.get_many(keys) == [None] * len(keys)
+        finally:
+            await store.close()
+
+
+async def test_delete_many_raises_when_a_server_is_down() -> None:
+    """The replay must know that it failed, to keep the outage log and try again."""
+    first, second = memcached_server(), memcached_server()
+    with serving(first, second):
+        store = MemcachedStore(unique_namespace(), "kv", server_url(first, second), timeout=0.5)
+        await store.open()
+        try:
+            keys = [f"key-{i}" for i in range(30)]
+            await store.get("k")  # the generation is known
+            gen_key = f"{store.prefix}gen"
+            kill(second if gen_key in stored_keys(first, store.prefix) else first)
+            with pytest.raises(Exception):  # noqa: B017, PT011  # whatever pymemcache raises
+                await store._delete_many(keys)
+        finally:
+            await store.close()
