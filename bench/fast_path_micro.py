@@ -21,11 +21,24 @@ from tina4_sidecar.config.rules import Rule, RuleSet
 from tina4_sidecar.proxy.entry import Entry
 from tina4_sidecar.proxy.fast_path import FastPath
 from tina4_sidecar.proxy.fast_request import BlockParser
+from tina4_sidecar.proxy.origin_pool import OriginConnection
 from tina4_sidecar.proxy.server import start_sidecar, stop_sidecar
+from tina4_sidecar.proxy.sidecar import Sidecar
+
+from bench.nginx import TINA4_LIKE_HEADERS
 
 REQUEST = (
     b"GET /api/sized?bytes=1024 HTTP/1.1\r\nHost: 127.0.0.1:7145\r\nUser-Agent: bench\r\n"
     b"Accept: */*\r\nAccept-Encoding: gzip\r\n\r\n"
+)
+PASS_REQUEST = REQUEST.replace(b"/api/sized", b"/pass-1k.json")
+# The static origin's answer in bench.compare: nginx's headers plus the Tina4-like set.
+ORIGIN_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 09:00:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 1024\r\nConnection: keep-alive\r\n"
+    + b"".join(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in TINA4_LIKE_HEADERS.items())
+    + b"\r\n"
+    + b"x" * 1024
 )
 
 
@@ -34,6 +47,7 @@ class CountingTransport:
 
     def __init__(self) -> None:
         self.writes = 0
+        self.closed = False
 
     def write(self, data: bytes) -> None:
         self.writes += 1
@@ -43,6 +57,9 @@ class CountingTransport:
 
     def is_closing(self) -> bool:
         return False
+
+    def close(self) -> None:
+        self.closed = True
 
 
 async def measure(requests: int) -> None:
@@ -68,8 +85,31 @@ async def measure(requests: int) -> None:
             per_request = elapsed / requests * 1e6
             print(f"| HIT (near cache) | {per_request:.2f} us/request | {requests / elapsed:,.0f}/s |")
             protocol.connection_lost(None)
+            forward(sidecar, requests)
         finally:
             await stop_sidecar(sidecar)
+
+
+def forward(sidecar: Sidecar, requests: int) -> None:
+    """A GET no rule covers, forwarded on one pooled connection whose app answers at once."""
+    assert sidecar.origin is not None
+    protocol = FastPath(sidecar, None)  # type: ignore[arg-type]
+    client = CountingTransport()
+    protocol.connection_made(client)  # type: ignore[arg-type]
+    origin = OriginConnection(sidecar.origin)
+    app = CountingTransport()
+    origin.connection_made(app)  # type: ignore[arg-type]
+    sidecar.origin.release(origin, reusable=True)
+    started = time.perf_counter()
+    for _ in range(requests):
+        protocol.data_received(PASS_REQUEST)  # the request goes to the app's (counting) transport
+        origin.data_received(ORIGIN_RESPONSE)  # and its answer comes back
+    elapsed = time.perf_counter() - started
+    assert (client.writes, app.writes) == (requests, requests), (client.writes, app.writes)
+    assert (client.closed, app.closed) == (False, False)
+    per_request = elapsed / requests * 1e6
+    print(f"| forwarded GET | {per_request:.2f} us/request | {requests / elapsed:,.0f}/s |")
+    protocol.connection_lost(None)
 
 
 def main() -> None:

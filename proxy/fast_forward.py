@@ -30,6 +30,50 @@ log = logging.getLogger("tina4_sidecar.proxy")
 
 _HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
 
+# What the relay does with a response header, learnt once per spelling of its name: most
+# responses repeat the same dozen names, and a dict lookup is cheaper than lowering each.
+_KEEP, _DROP, _CONNECTION, _LENGTH, _DATE = range(5)
+_KINDS: dict[bytes, int] = {}
+_KINDS_LIMIT = 4096
+
+
+def _learn(name: bytes) -> int:
+    lower = name.lower()
+    if lower == b"connection":
+        kind = _CONNECTION
+    elif lower in _HOP_BY_HOP:
+        kind = _DROP
+    elif lower == b"content-length":
+        kind = _LENGTH
+    elif lower == b"date":
+        kind = _DATE
+    else:
+        kind = _KEEP
+    if len(_KINDS) < _KINDS_LIMIT:
+        _KINDS[name] = kind
+    return kind
+
+
+def _without_named(headers: list[tuple[bytes, bytes]]) -> tuple[list[bytes], bool, bool]:
+    """The header lines without hop-by-hop ones and those a Connection header names (RFC 9110
+    section 7.6.1), and whether Content-Length and Date are among them."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    kept = [(name.lower(), name + b": " + value) for name, value in headers]
+    kept = [(lower, line) for lower, line in kept if lower not in _HOP_BY_HOP and lower not in named]
+    lowers = {lower for lower, _ in kept}
+    return [line for _, line in kept], b"content-length" in lowers, b"date" in lowers
+
+
+def _names_more(connection: bytes) -> bool:
+    """A Connection value naming headers beyond the hop-by-hop ones (``keep-alive``, ``close``)."""
+    tokens = {token.strip().lower() for token in connection.split(b",")}
+    return bool(tokens - _HOP_BY_HOP - {b"close", b""})
+
 
 class Relay:
     """One response, written to the client as it is parsed (the ``Exchange`` of ``origin_pool``)."""
@@ -47,24 +91,25 @@ class Relay:
         self.chunked = False
 
     def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        named = {
-            token.strip().lower()
-            for name, value in headers
-            if name.lower() == b"connection"
-            for token in value.split(b",")
-        }
         out = [b"HTTP/1.1 %d %s" % (status, reason)]
         length_known = status in (204, 304)
         dated = False
         for name, value in headers:
-            lower = name.lower()
-            if lower in _HOP_BY_HOP or lower in named:
-                continue
-            if lower == b"content-length":
+            kind = _KINDS.get(name)
+            if kind is None:
+                kind = _learn(name)
+            if kind == _KEEP:
+                out.append(name + b": " + value)
+            elif kind == _LENGTH:
                 length_known = True
-            elif lower == b"date":
+                out.append(name + b": " + value)
+            elif kind == _DATE:
                 dated = True
-            out.append(name + b": " + value)
+                out.append(name + b": " + value)
+            elif kind == _CONNECTION and _names_more(value):
+                out[1:], length_known, dated = _without_named(headers)  # rare: the slow way
+                length_known = length_known or status in (204, 304)
+                break
         if not dated:  # RFC 9110 section 6.6.1: a recipient with a clock adds the one missing
             out.append(b"Date: " + formatdate(usegmt=True).encode())
         if not length_known:

@@ -123,7 +123,8 @@ class FastPath(asyncio.Protocol):
                     self._hand_off()  # aiohttp answers the oversized head (431/400)
                 return
             block_length = end + len(HEAD_END)
-            seen = self._seen(bytes(self.buffer[:block_length]))
+            buffer = self.buffer
+            seen = self._seen(bytes(buffer) if block_length == len(buffer) else bytes(buffer[:block_length]))
             if seen is None:
                 self._hand_off()
                 return
