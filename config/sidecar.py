@@ -111,12 +111,12 @@ class SidecarSettings(BaseSettings):
         64 * 1024 * 1024, description="Bytes the near cache keeps."
     )
     near_cache_recheck: Annotated[float, Field(ge=0, le=3600)] = Field(
-        0.0,
+        1.0,
         description="With a shared store and no push invalidation (memcached, PostgreSQL, SQLite, MongoDB, "
         "file; Redis or Valkey while not subscribed): seconds a near-cache HIT is served without asking the "
-        "store again. 0 (default) asks on every HIT, so purges by any process take effect at once; e.g. 1.0 "
-        "saves the round trip but serves another process's purge up to 1 s late. The memory store needs no "
-        "recheck.",
+        "store again, the bound within which another process's purge is seen (purges through this sidecar "
+        "count at once). The default 1 s saves the store round trip on repeated HITs; 0 asks on every HIT, "
+        "so purges by any process take effect at once. The memory store needs no recheck.",
     )
     near_cache_push: bool = Field(
         True,

@@ -78,7 +78,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             sidecars.append(
                 start_sidecar(app.port, workdir / "a", env={**env, "TINA4_SIDECAR_ADMIN_TOKEN": TOKEN})
             )
-            sidecars.append(start_sidecar(app.port, workdir / "b", env=dict(env)))
+            # b: without push, every HIT asks the store (recheck 0), which the fallback test counts.
+            recheck_every_hit = {**env, "TINA4_SIDECAR_NEAR_CACHE_RECHECK": "0"}
+            sidecars.append(start_sidecar(app.port, workdir / "b", env=recheck_every_hit))
             built = Stack(server, app, sidecars[0], sidecars[1], env)
             wait_until(lambda: built.subscribers() == 2, 10, "both sidecars subscribed")
             yield built
