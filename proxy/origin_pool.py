@@ -58,6 +58,7 @@ class OriginConnection(asyncio.Protocol):
         assert self.transport is not None
         self.exchange = exchange
         self.received = False
+        self._new_message()
         self.last_read = self.loop.time()
         if self.timer is None:  # one timer that re-arms itself, not one per request
             self.timer = self.loop.call_later(self.pool.read_timeout, self._check_silence)
@@ -101,7 +102,9 @@ class OriginConnection(asyncio.Protocol):
 
     # -- llhttp callbacks --------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
+    # No on_message_begin: each callback llhttp makes costs a Python call per response; the state
+    # is reset by send() and after an interim (1xx) response instead.
+    def _new_message(self) -> None:
         self.reason = b""
         self.headers = []
         self.framed = False
@@ -131,6 +134,7 @@ class OriginConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.informational:
             self.informational = False
+            self._new_message()
             return
         exchange, self.exchange = self.exchange, None
         reusable = self.open and not self.body_until_close and self.parser.should_keep_alive()

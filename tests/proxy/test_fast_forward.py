@@ -348,3 +348,25 @@ async def test_requests_that_need_aiohttp_still_get_there(
         assert listener.sidecar.origin is not None
         assert listener.sidecar.origin.idle == 0  # aiohttp's client forwarded it
     assert answers[0][2] == b"plain"
+
+
+async def early_hints_first(path: str, number: int, writer: asyncio.StreamWriter) -> bool:
+    writer.write(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: %d\r\n\r\nok" % number
+    )
+    return True
+
+
+async def test_interim_responses_are_not_relayed_and_the_final_one_is_whole(tmp_path: Path) -> None:
+    async with (
+        raw_app_sidecar(early_hints_first, tmp_path) as (_, listener),
+        connection(listener) as (reader, writer),
+    ):
+        writer.write(get("/hinted") + get("/hinted"))
+        first = await read_response(reader)
+        second = await read_response(reader)
+    assert first[0] == second[0] == "HTTP/1.1 200 OK"
+    assert (first[1]["x-final"], second[1]["x-final"]) == ("1", "2")
+    assert "link" not in first[1]  # the interim response's headers never mix into the final one
+    assert first[2] == second[2] == b"ok"
