@@ -23,7 +23,8 @@ pipeline after the write (one round trip; the server applies the write before it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -120,34 +121,17 @@ class RedisStore(Store):
         return cast("list[bytes | None]", await self._redis().mget([self.full_key(key) for key in keys]))
 
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
-        change = self._announced(key)
-        if change is None:
-            await self._redis().set(self.full_key(key), value, ex=ttl or None)
-            return
-        async with self._redis().pipeline(transaction=False) as pipe:
-            pipe.set(self.full_key(key), value, ex=ttl or None)
-            pipe.publish(self._announce_to(), push.encode(change))
-            await pipe.execute()
+        await self._write(key, lambda client: client.set(self.full_key(key), value, ex=ttl or None))
 
     async def _add(self, key: str, value: bytes, ttl: int) -> bool:
-        change = self._announced(key)
-        if change is None:
-            return bool(await self._redis().set(self.full_key(key), value, ex=ttl or None, nx=True))
-        async with self._redis().pipeline(transaction=False) as pipe:
-            pipe.set(self.full_key(key), value, ex=ttl or None, nx=True)
-            pipe.publish(self._announce_to(), push.encode(change))
-            added, _ = await pipe.execute()
-        return bool(added)
+        return bool(
+            await self._write(
+                key, lambda client: client.set(self.full_key(key), value, ex=ttl or None, nx=True)
+            )
+        )
 
     async def _delete(self, key: str) -> bool:
-        change = self._announced(key)
-        if change is None:
-            return bool(await self._redis().delete(self.full_key(key)))
-        async with self._redis().pipeline(transaction=False) as pipe:
-            pipe.delete(self.full_key(key))
-            pipe.publish(self._announce_to(), push.encode(change))
-            deleted, _ = await pipe.execute()
-        return bool(deleted)
+        return bool(await self._write(key, lambda client: client.delete(self.full_key(key))))
 
     async def _delete_many(self, keys: list[str]) -> None:
         """One UNLINK for many keys (``store.fallback.DeletesMany``: the replay after an outage).
@@ -211,12 +195,18 @@ class RedisStore(Store):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _announced(self, key: str) -> push.Change | None:
-        return push.announcement(key) if self.channel is not None else None
-
-    def _announce_to(self) -> str:
-        assert self.channel is not None  # only called when _announced() answered a change
-        return self.channel
+    async def _write(self, key: str, command: Callable[[Any], Any]) -> Any:
+        """``command`` (one write) on the client; when the write announces a change, in one pipeline
+        with its PUBLISH (one round trip, and the server applies the write before it publishes)."""
+        channel = self.channel
+        change = push.announcement(key) if channel is not None else None
+        if channel is None or change is None:
+            return await command(self._redis())
+        async with self._redis().pipeline(transaction=False) as pipe:
+            command(pipe)
+            pipe.publish(channel, push.encode(change))
+            written, _ = await pipe.execute()
+        return written
 
     async def _subscriber(self) -> Redis:
         """A client of its own for one subscription: no retries, so a lost connection is seen."""
