@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from tina4_sidecar.config.rules import ManifestError, RuleSet, parse_manifest
 from tina4_sidecar.store.response_key import QueryFilter, response_key
 
-from tests.servers.demo_app import start_demo_app, start_tina4_script
+from tests.servers.demo_app import start_tina4_script
 from tests.servers.process import ServerProcess
 from tests.servers.sidecar import start_sidecar, wait_until_cached
 
@@ -35,24 +35,6 @@ pytestmark = pytest.mark.timeout(90)
 
 type Answer = tuple[int | None, dict[str, str], bytes]
 """A raw answer: the status (None when none came), headers (lower-case names) and body."""
-
-
-@pytest.fixture(scope="module")
-def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One demo app behind one sidecar (memory store, HIT fast path on) for the whole module."""
-    workdir: Path = tmp_path_factory.mktemp("bad-input")
-    app = start_demo_app(workdir / "app")
-    try:
-        server = start_sidecar(app.port, workdir / "sidecar", env={"TINA4_SIDECAR_LOG_LEVEL": "info"})
-        try:
-            yield server
-            # aiohttp logs each unparsable request with its parser's traceback (data_received);
-            # a handler that raised (a 500) would show _handle_request.
-            assert "_handle_request" not in server.log_tail(2000)
-        finally:
-            server.stop()
-    finally:
-        app.stop()
 
 
 def raw(port: int, request: bytes, timeout: float = 10.0) -> tuple[int | None, dict[str, str], bytes]:
