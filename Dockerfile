@@ -8,25 +8,35 @@
 # Every setting is an environment variable (docs/configuration.md). docker-compose.yml runs this
 # image with the demo Tina4 app and Redis.
 
-# --- builder: the project's wheel and the wheels of its runtime dependencies -------------------
-FROM python:3.12-slim AS builder
+# --- builder: a virtual environment holding exactly what uv.lock pins -------------------------
+# The base image is pinned to a patch release (both stages, and the demo app's image, use the
+# same one); uv is the version .ci/uv.sh pins for every machine.
+FROM python:3.12.12-slim-bookworm AS builder
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/tina4-sidecar \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy
+
+RUN pip install --no-cache-dir uv==0.13.9
 
 WORKDIR /src
-# Only what the wheel is built from: the cache of this layer survives edits to tests and docs.
-COPY pyproject.toml README.md ./
+# The dependencies first, from the lock alone: this layer survives edits of the code.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project --no-editable --no-cache
+# Then the package (tina4_sidecar/ holds relative symlinks to the four folders), installed as
+# a wheel, not editable; --locked fails the build if uv.lock no longer matches pyproject.toml.
+COPY tina4_sidecar/ tina4_sidecar/
 COPY proxy/ proxy/
 COPY client/ client/
 COPY config/ config/
 COPY store/ store/
-# Every runtime dependency ships manylinux wheels: nothing is compiled, and the final stage
-# installs from /wheels without reaching an index.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN uv sync --locked --no-dev --no-editable --no-cache
 
-# --- runtime: the wheels installed, no build tools, a user without privileges ------------------
-FROM python:3.12-slim
+# --- runtime: the locked environment, no build tools, a user without privileges ----------------
+FROM python:3.12.12-slim-bookworm
 
 LABEL org.opencontainers.image.title="tina4-sidecar" \
       org.opencontainers.image.description="Caching reverse-proxy sidecar for Tina4 Python web apps" \
@@ -38,12 +48,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TINA4_SIDECAR_LISTEN=0.0.0.0:7145 \
     TINA4_CACHE_DIR=/var/cache/tina4-sidecar
 
-# The wheels are bind-mounted from the builder, so they never become a layer of this image.
-# pip compiles the bytecode at install time; PYTHONDONTWRITEBYTECODE keeps the running
-# sidecar (which cannot write site-packages anyway) from trying.
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/tina4_sidecar-*.whl \
-    && groupadd --system --gid 10001 sidecar \
+# The builder's environment as it is: the same interpreter path (same base image), so its
+# scripts and compiled bytecode work here unchanged. No pip, no uv and no build tools run here.
+COPY --from=builder /opt/tina4-sidecar /opt/tina4-sidecar
+ENV PATH=/opt/tina4-sidecar/bin:$PATH
+
+RUN groupadd --system --gid 10001 sidecar \
     && useradd --system --no-log-init --uid 10001 --gid sidecar --create-home \
        --home-dir /home/sidecar --shell /usr/sbin/nologin sidecar \
     && install -d -o sidecar -g sidecar -m 0750 /var/cache/tina4-sidecar

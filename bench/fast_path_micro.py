@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+
+from bench.nginx import TINA4_LIKE_HEADERS
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import Rule, RuleSet
 from tina4_sidecar.proxy.entry import Entry
@@ -24,8 +26,6 @@ from tina4_sidecar.proxy.fast_request import BlockParser
 from tina4_sidecar.proxy.origin_pool import OriginConnection
 from tina4_sidecar.proxy.server import start_sidecar, stop_sidecar
 from tina4_sidecar.proxy.sidecar import Sidecar
-
-from bench.nginx import TINA4_LIKE_HEADERS
 
 REQUEST = (
     b"GET /api/sized?bytes=1024 HTTP/1.1\r\nHost: 127.0.0.1:7145\r\nUser-Agent: bench\r\n"

@@ -22,12 +22,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from tests.servers import memcached, mongodb, redis
+from tests.servers.postgres import SharedPostgres
 from tina4_sidecar.config import Backend, CacheSettings
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.factory import open_store
-
-from tests.servers import memcached, mongodb, redis
-from tests.servers.postgres import SharedPostgres
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from tina4_sidecar.config.field_types import CaseInsensitive, EmptyIsUnset
 
 

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from tina4_sidecar.config.cache import Backend
 from tina4_sidecar.config.field_types import CaseInsensitive, EmptyIsUnset
 

@@ -30,6 +30,7 @@ import annotated_types
 from pydantic import AliasChoices, BaseModel, SecretBytes, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode
+
 from tina4_sidecar.config.cache import CacheSettings
 from tina4_sidecar.config.query_cache import QueryCacheSettings
 from tina4_sidecar.config.sidecar import SidecarSettings

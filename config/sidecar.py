@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 from tina4_sidecar.config.field_types import EmptyIsUnset
 
 MIN_ADMIN_TOKEN_LENGTH = 16

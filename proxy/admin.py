@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
 from tina4_sidecar.proxy.admin_auth import TokenCheck, check_bearer
 from tina4_sidecar.proxy.admin_probes import probes_for
 from tina4_sidecar.proxy.admin_purge import PurgeError, parse_purge, run_purge

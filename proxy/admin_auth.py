@@ -12,6 +12,7 @@ import hmac
 from enum import Enum
 
 from pydantic import SecretStr
+
 from tina4_sidecar.config import ConfigError
 from tina4_sidecar.config.sidecar import MIN_ADMIN_TOKEN_LENGTH
 

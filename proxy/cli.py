@@ -20,7 +20,15 @@ PROG = "tina4-sidecar"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from tina4_sidecar.proxy.build_info import version_text
+
+        print(version_text(args.verbose))
+        return 0
+    if args.command is None:
+        parser.error("a command is required: serve, routes, stats or purge")
     try:
         settings = load_settings(
             SidecarSettings,
@@ -45,7 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Caching reverse proxy for Tina4 apps.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--verbose", action="store_true", help="with --version: also Python's, aiohttp's and uvloop's"
+    )
+    commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the sidecar in front of the app")
     serve.add_argument("--listen", help="HOST:PORT to listen on (TINA4_SIDECAR_LISTEN, default 0.0.0.0:7145)")
     serve.add_argument(

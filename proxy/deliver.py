@@ -11,6 +11,7 @@ import time
 
 from aiohttp import web
 from multidict import CIMultiDict
+
 from tina4_sidecar.proxy import cache_headers as ch
 from tina4_sidecar.proxy.conditional import headers_for_304, not_modified
 from tina4_sidecar.proxy.entry import Entry

@@ -22,7 +22,15 @@ _HEAD = struct.Struct(">4sBHdII")
 
 
 class EntryError(ValueError):
-    """Bytes that are not an entry of this format (foreign, corrupt or a newer version)."""
+    """Bytes that are not an entry of this format (foreign, corrupt or another format version).
+
+    ``kind`` says which, for counting and logging: ``version`` (an entry written by a sidecar of
+    another format version: see "Upgrades" in docs/architecture.md) or ``corrupt``.
+    """
+
+    def __init__(self, detail: str, kind: str = "corrupt") -> None:
+        super().__init__(detail)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +93,7 @@ class Entry:
         if magic != MAGIC:
             raise EntryError("not a response entry")
         if version != VERSION:
-            raise EntryError(f"entry format {version} (this sidecar reads {VERSION})")
+            raise EntryError(f"entry format {version} (this sidecar reads {VERSION})", kind="version")
         meta_end = _HEAD.size + meta_len
         if meta_end > len(data):
             raise EntryError("truncated")

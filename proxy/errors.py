@@ -6,6 +6,7 @@ import json
 import logging
 
 from aiohttp import web
+
 from tina4_sidecar.proxy.upstream import UpstreamTimeout
 
 log = logging.getLogger("tina4_sidecar.proxy")

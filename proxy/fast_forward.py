@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from email.utils import formatdate
 
 from multidict import CIMultiDict, CIMultiDictProxy
+
 from tina4_sidecar.proxy.errors import gateway_error_body
 from tina4_sidecar.proxy.forward_headers import HOP_BY_HOP, to_upstream
 from tina4_sidecar.proxy.origin_pool import OriginConnection, OriginPool

@@ -31,6 +31,7 @@ from tina4_sidecar.proxy.request_head import RequestHead
 
 if TYPE_CHECKING:
     from aiohttp import web
+
     from tina4_sidecar.proxy.sidecar import Sidecar
 
 log = logging.getLogger("tina4_sidecar.fast_path")

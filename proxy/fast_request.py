@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import httptools
 from multidict import CIMultiDict
+
 from tina4_sidecar.config.rules import Rule, RuleSet
 from tina4_sidecar.proxy.cacheability import bypass_reason
 from tina4_sidecar.proxy.request_head import RequestHead

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import aiohttp
 from aiohttp import web
+
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy import cache_headers as ch
 from tina4_sidecar.proxy.cacheability import CACHEABLE_METHODS

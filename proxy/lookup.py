@@ -38,7 +38,7 @@ async def lookup(sidecar: Sidecar, primary: str, head: RequestHead) -> Lookup:
     if names is not None:  # a varying URL: its variants live under their own keys
         key = variant_key(primary, request_values(names, head.headers))
         raw = await sidecar.store.get(key)
-    entry = _decode(raw, key)
+    entry = _decode(sidecar, raw, key)
     if entry is None or not entry.matches_vary(
         dict(request_values([n for n, _ in entry.vary], head.headers))
     ):
@@ -51,11 +51,14 @@ async def lookup(sidecar: Sidecar, primary: str, head: RequestHead) -> Lookup:
     return Lookup(primary, key, entry, tokens)
 
 
-def _decode(raw: bytes | None, key: str) -> Entry | None:
+def _decode(sidecar: Sidecar, raw: bytes | None, key: str) -> Entry | None:
+    """The entry in ``raw``; None (a miss, which the fetch then overwrites) when it is not one this
+    sidecar can read: during a rolling upgrade the other version's entries are simply misses."""
     if raw is None:
         return None
     try:
         return Entry.decode(raw)
     except EntryError as exc:
-        log.warning("unreadable cache entry for %s: %s", key, exc)
+        if sidecar.metrics.unreadable_entry(str(exc) if exc.kind == "version" else exc.kind):
+            log.warning("unreadable cache entry for %s: %s (treated as a miss; logged once)", key, exc)
         return None

@@ -34,6 +34,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from tina4_sidecar.proxy.build_info import build_info
+
 OUTCOMES = ("hit", "stale", "miss", "bypass", "pass", "error")
 """``hit``: fresh entry served; ``stale``: expired entry served (grace or app failure);
 ``miss``: fetched from the app for the cache; ``bypass``: cached route, request not allowed to
@@ -146,6 +148,8 @@ class Metrics:
         self.coalesced = 0
         self.fast_hits = 0
         """HITs answered by the protocol-level fast path (a subset of the ``hit`` outcome)."""
+        self.unreadable_entries = 0
+        self._unreadable_reasons: set[str] = set()
         self._slots: dict[tuple[str, str | None], _Slot] = {}
         self._durations = {outcome: Buckets(REQUEST_BUCKETS) for outcome in OUTCOMES}
         self._origin_statuses: dict[int, int] = {}
@@ -182,6 +186,15 @@ class Metrics:
         self.coalesced += 1
         if route is not None:
             self._route_coalesced[route] = self._route_coalesced.get(route, 0) + 1
+
+    def unreadable_entry(self, reason: str) -> bool:
+        """A stored entry this sidecar cannot read (another format version, corrupt bytes), taken
+        as a miss; True the first time ``reason`` is seen (log it then, not on every request)."""
+        self.unreadable_entries += 1
+        if reason in self._unreadable_reasons or len(self._unreadable_reasons) >= 64:
+            return False
+        self._unreadable_reasons.add(reason)
+        return True
 
     def _new_slot(self, outcome: str, route: str | None) -> _Slot:
         durations = self._durations.get(outcome)
@@ -285,10 +298,26 @@ class _Collector(Collector):
         origin.add_metric((), metrics._origin_durations.cumulative(), metrics._origin_durations.sum)
         yield origin
 
+        info = build_info()
+        build = GaugeMetricFamily(
+            f"{PREFIX}_build_info",
+            "Always 1; the labels say which sidecar this is (its version, Python's, aiohttp's, uvloop's).",
+            labels=tuple(info),
+        )
+        build.add_metric(tuple(info.values()), 1)
+        yield build
+
         yield CounterMetricFamily(
             f"{PREFIX}_coalesced_waiters",
             "Requests that waited for another request's fetch instead of asking the app.",
             value=metrics.coalesced,
+        )
+
+        yield CounterMetricFamily(
+            f"{PREFIX}_unreadable_entries",
+            "Reads of stored entries taken as a miss because this sidecar cannot read them (written by "
+            "another format version during a rolling upgrade, or corrupt); the fetch overwrites them.",
+            value=metrics.unreadable_entries,
         )
 
         gauges = metrics._gauges

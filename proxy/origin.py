@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
+
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy import cache_headers as ch
 from tina4_sidecar.proxy.cacheability import vary_names

@@ -18,6 +18,7 @@ from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
+
 from tina4_sidecar.proxy.upstream import UpstreamTimeout, UpstreamUnavailable
 
 

@@ -22,10 +22,13 @@ from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
+
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy import cache_headers as ch
 from tina4_sidecar.proxy import deliver
 from tina4_sidecar.proxy.admin import handle_admin
+from tina4_sidecar.proxy.aiohttp_requests import unsupported_version
 from tina4_sidecar.proxy.cacheability import CACHEABLE_METHODS, bypass_reason, unstorable_reason
 from tina4_sidecar.proxy.cluster_lock import acquire_lock, fresh_entry, wait_for_peer
 from tina4_sidecar.proxy.entry import Entry
@@ -49,11 +52,13 @@ from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS, UpstreamUnavailable
 from tina4_sidecar.proxy.variants import request_values
 from tina4_sidecar.proxy.websocket import is_websocket_upgrade, proxy_websocket
-from yarl import URL
 
 
 async def handle(sidecar: Sidecar, request: web.Request) -> web.StreamResponse:
     """receive: every request of every method enters here."""
+    refused = unsupported_version(request)
+    if refused is not None:
+        return refused
     try:
         target = parse_target(request.method, request.raw_path)
     except BadTarget as exc:

@@ -8,6 +8,7 @@ import time
 
 from aiohttp import web
 from multidict import CIMultiDict
+
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy.cacheability import unstorable_reason
 from tina4_sidecar.proxy.cluster_lock import acquire_lock

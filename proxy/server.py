@@ -11,10 +11,13 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
 from tina4_sidecar.config import CacheSettings, ConfigError, SidecarSettings
 from tina4_sidecar.config.rules import ManifestError, RuleSet, load_rules_file
 from tina4_sidecar.proxy.admin import handle_admin_listener
 from tina4_sidecar.proxy.admin_auth import check_token_strength
+from tina4_sidecar.proxy.aiohttp_requests import request_factory
+from tina4_sidecar.proxy.build_info import start_line
 from tina4_sidecar.proxy.fast_path import FastPath
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.near_invalidation import follow_changes
@@ -64,7 +67,11 @@ async def stop_sidecar(sidecar: Sidecar) -> None:
 async def listen(sidecar: Sidecar) -> Listening:
     """Accept connections: the HIT fast path in front of aiohttp, or aiohttp alone."""
     settings = sidecar.settings
-    server = web.Server(functools.partial(handle, sidecar), access_log=None)
+    server = web.Server(
+        functools.partial(handle, sidecar),
+        request_factory=request_factory(asyncio.get_running_loop()),
+        access_log=None,
+    )
     runner = web.ServerRunner(server, handle_signals=False)
     await runner.setup()
     host, port = settings.listen_address
@@ -157,6 +164,7 @@ async def _stop_signal() -> None:
 
 def run(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
     """Blocking entry point: one process, or ``settings.workers`` under a supervisor."""
+    log.info("tina4-sidecar starting: %s", start_line())  # once, not once per worker
     if settings.workers > 1:
         from tina4_sidecar.proxy.workers import supervise
 

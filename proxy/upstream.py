@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from tina4_sidecar.proxy.request_head import origin_form
 from yarl import URL
+
+from tina4_sidecar.proxy.request_head import origin_form
 
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 

@@ -7,6 +7,7 @@ import logging
 
 import aiohttp
 from aiohttp import web
+
 from tina4_sidecar.proxy.errors import gateway_error
 from tina4_sidecar.proxy.forward_headers import to_upstream
 from tina4_sidecar.proxy.upstream import Upstream, UpstreamUnavailable

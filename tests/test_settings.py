@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tina4_sidecar.config import (
     Backend,
     CacheSettings,

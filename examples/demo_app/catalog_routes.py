@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tina4_python.core.router import get, noauth, post
+
 from tina4_sidecar.client import Database, cache_get, cache_set
 
 CATEGORIES = [(1, "Electronics"), (2, "Fitness"), (3, "Kitchen")]

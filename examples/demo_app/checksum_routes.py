@@ -30,6 +30,7 @@ from typing import Any
 
 from demo_routes import CALLS, generated_at
 from tina4_python.core.router import Router, get, noauth, post
+
 from tina4_sidecar.client.manifest import MANIFEST_HANDLER_MARK
 
 APP_MODES = ("ok", "slow", "error")

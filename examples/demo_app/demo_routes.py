@@ -23,6 +23,7 @@ from typing import Any
 from tina4_python.cache import ResponseCache
 from tina4_python.core.middleware import Middleware
 from tina4_python.core.router import Router, cached, get, middleware, noauth, post
+
 from tina4_sidecar.client import install
 
 CALLS: Counter[str] = Counter()

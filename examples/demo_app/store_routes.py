@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tina4_python.core.router import get, noauth, post, put
+
 from tina4_sidecar.client import (
     acache_get_or_set,
     cache_delete,

@@ -36,6 +36,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
+
 from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, table_recreated
 from tina4_sidecar.store.contract import StoreUnavailable
 

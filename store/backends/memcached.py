@@ -81,6 +81,7 @@ from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
 from pymemcache.client.retrying import RetryingClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
+
 from tina4_sidecar.store.contract import Store
 
 if TYPE_CHECKING:

@@ -53,6 +53,7 @@ from bson.binary import Binary
 from pymongo import AsyncMongoClient, DeleteOne, InsertOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+
 from tina4_sidecar.store.contract import CLEAR_TIMEOUT, Store, StoreUnavailable
 
 if TYPE_CHECKING:

@@ -33,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from tina4_sidecar.store import push
 from tina4_sidecar.store.backends.redis_push import RedisSubscription
 from tina4_sidecar.store.contract import Store, StoreUnavailable

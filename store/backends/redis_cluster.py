@@ -41,6 +41,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from tina4_sidecar.store import push
 from tina4_sidecar.store.backends.redis import HEALTH_CHECK_INTERVAL, MAX_CONNECTIONS, SCAN_BATCH, escape_glob
 from tina4_sidecar.store.backends.redis_push import RedisSubscription

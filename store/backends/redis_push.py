@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
+
 from tina4_sidecar.store.push import SubscriptionLost
 
 
@@ -54,7 +55,7 @@ class RedisSubscription:
         pubsub, client = self._pubsub, self._client
         self._pubsub = self._client = None
         if pubsub is not None:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
         if client is not None:
             await client.aclose()
 

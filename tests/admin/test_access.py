@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+
+from tests.admin.helpers import TOKEN, admin_call
 from tina4_sidecar.config import CacheSettings, ConfigError, SidecarSettings, load_settings
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy.server import start_sidecar
-
-from tests.admin.helpers import TOKEN, admin_call
 
 PRODUCTS = Rule(method="GET", path="/products", cache=True, ttl=300, source="test")
 PROTECTED = [("stats", "GET", None), ("metrics", "GET", None), ("purge", "POST", {"all": True})]

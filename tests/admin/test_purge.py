@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from tina4_sidecar.config.rules import Rule
 
 from tests.admin.helpers import TOKEN, admin_call, x_cache
 from tests.servers.process import ServerProcess
 from tests.servers.redis import redis_server, server_url, serving
+from tina4_sidecar.config.rules import Rule
 
 PRODUCTS = Rule(method="GET", path="/products", cache=True, ttl=300, tags=("catalog",), source="test")
 ITEMS = Rule(method="GET", path="/items/{id}", cache=True, ttl=300, source="test")

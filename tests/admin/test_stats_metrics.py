@@ -4,6 +4,7 @@ sidecar did: MISS then HIT, pass-through, origin fetches, coalesced waiters, sto
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections.abc import Callable
 from typing import Any
 
@@ -12,10 +13,12 @@ import pytest
 from aiohttp import web
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from tina4_sidecar.config.rules import Rule
-from tina4_sidecar.proxy.metrics import Metrics
 
+import tina4_sidecar
 from tests.admin.helpers import TOKEN, admin_call, x_cache
+from tina4_sidecar.config.rules import Rule
+from tina4_sidecar.proxy.build_info import build_info
+from tina4_sidecar.proxy.metrics import Metrics
 
 PRODUCTS = Rule(method="GET", path="/products", cache=True, ttl=300, source="test")
 ITEMS = Rule(method="GET", path="/items/{id}", cache=True, ttl=300, source="test")
@@ -135,6 +138,11 @@ async def test_metrics_families_and_counts(
     assert sample(found["tina4_sidecar_cache_entries"]) >= 2
     assert sample(found["tina4_sidecar_manifest_rules"]) == 2
     assert sample(found["tina4_sidecar_manifest_ok"]) == 1
+    assert sample(found["tina4_sidecar_unreadable_entries"], "_total") == 0
+    info = build_info()
+    assert sample(found["tina4_sidecar_build_info"], **info) == 1
+    assert info["version"] == tina4_sidecar.__version__
+    assert info["python"] == platform.python_version()
 
     openmetrics = await admin_call(
         client_session, base, "metrics", token=TOKEN, headers={"Accept": "application/openmetrics-text"}

@@ -19,15 +19,15 @@ from typing import Any
 
 import psycopg
 import pytest
+
+from tests.servers.postgres import postgres_url, shared_postgres  # noqa: F401  (fixtures)
+from tests.servers.process import ServerProcess
+from tests.servers.redis import raw_client, redis_server, server_url, serving
 from tina4_sidecar.client import runtime
 from tina4_sidecar.config import CacheSettings
 from tina4_sidecar.store.backends.file import decode_entry
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.factory import open_store
-
-from tests.servers.postgres import postgres_url, shared_postgres  # noqa: F401  (fixtures)
-from tests.servers.process import ServerProcess
-from tests.servers.redis import raw_client, redis_server, server_url, serving
 
 BACKENDS = ["memory", "file", "redis", "database"]
 

@@ -14,6 +14,9 @@ import time
 from typing import Any
 
 import pytest
+
+from tests.client.conftest import KvBackend, unique_namespace
+from tests.servers.redis import raw_client
 from tina4_sidecar.client import (
     acache_delete,
     acache_get,
@@ -31,9 +34,6 @@ from tina4_sidecar.client import (
     invalidate_tag,
     runtime,
 )
-
-from tests.client.conftest import KvBackend, unique_namespace
-from tests.servers.redis import raw_client
 
 VALUES: list[Any] = [
     {"id": 42, "name": "Wireless Keyboard", "price": 79.99, "in_stock": True},

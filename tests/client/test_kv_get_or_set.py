@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tina4_sidecar.client import acache_get_or_set, cache_get, cache_get_or_set, cache_stats
 
 from tests.client.conftest import KvBackend
+from tina4_sidecar.client import acache_get_or_set, cache_get, cache_get_or_set, cache_stats
 
 LOCK = "~lock:kv:"
 

@@ -11,11 +11,11 @@ import time
 import warnings
 
 import pytest
-from tina4_sidecar.client import acache_get, cache_get, cache_set, cache_stats, runtime
-from tina4_sidecar.config import ConfigError
 
 from tests.client.conftest import KvBackend, unique_namespace
 from tests.servers.process import free_port
+from tina4_sidecar.client import acache_get, cache_get, cache_set, cache_stats, runtime
+from tina4_sidecar.config import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.client.conftest import clean_env, unique_namespace
+from tests.servers.demo_app import DemoApp, start_demo_app
+from tests.servers.process import ServerProcess
+from tests.servers.redis import server_url
+from tests.servers.sidecar import start_sidecar
 from tina4_sidecar.client import (
     apurge_route,
     apurge_tag,
@@ -25,12 +31,6 @@ from tina4_sidecar.client import (
     purge_url,
     runtime,
 )
-
-from tests.client.conftest import clean_env, unique_namespace
-from tests.servers.demo_app import DemoApp, start_demo_app
-from tests.servers.process import ServerProcess
-from tests.servers.redis import server_url
-from tests.servers.sidecar import start_sidecar
 
 
 @dataclass

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 from tina4_python.database.adapter import DatabaseResult
+
+from tests.client.conftest import clean_env, unique_namespace
 from tina4_sidecar.client import Database, runtime
 from tina4_sidecar.client.query_cache import (
     FETCH,
@@ -32,8 +34,6 @@ from tina4_sidecar.client.query_cache import (
     snapshot,
 )
 from tina4_sidecar.client.request_scope import begin_request, current, request_scope
-
-from tests.client.conftest import clean_env, unique_namespace
 
 PRODUCT = "SELECT id, name FROM products WHERE id = ?"
 PRODUCTS = "SELECT p.id, p.name, c.name AS category FROM products p JOIN categories c ON c.id = p.category_id"

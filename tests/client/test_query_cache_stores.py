@@ -27,13 +27,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
-from tina4_sidecar.client import Database, runtime
-from tina4_sidecar.client.request_scope import current, request_scope
 
 from tests.client.conftest import clean_env, unique_namespace
 from tests.servers.postgres import SharedPostgres
 from tests.servers.process import ServerProcess
 from tests.servers.redis import server_url
+from tina4_sidecar.client import Database, runtime
+from tina4_sidecar.client.request_scope import current, request_scope
 
 PRODUCT = "SELECT id, name FROM products WHERE id = ?"
 PRODUCTS = (

@@ -4,6 +4,7 @@ table-granular invalidation rests on, and the conservative answers where it cann
 from __future__ import annotations
 
 import pytest
+
 from tina4_sidecar.client.sql_tables import OTHER, READ, WRITE, analyze
 
 CATALOG = """SELECT p.*, c.name as category_name

@@ -9,6 +9,8 @@ command, the healthchecks, and the build context that .dockerignore leaves.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import tomllib
 import urllib.request
@@ -16,10 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tina4_sidecar.config import CacheSettings, QueryCacheSettings, SidecarSettings, load_settings
-from tina4_sidecar.config.reference import GROUPS, env_names
-from tina4_sidecar.config.sidecar import split_host_port
-from tina4_sidecar.proxy.admin import ENDPOINTS
 
 from tests.deploy.deploy_files import (
     APP_DOCKERFILE,
@@ -36,12 +34,17 @@ from tests.deploy.deploy_files import (
     service,
     tool,
 )
+from tina4_sidecar.config import CacheSettings, QueryCacheSettings, SidecarSettings, load_settings
+from tina4_sidecar.config.reference import GROUPS, env_names
+from tina4_sidecar.config.sidecar import split_host_port
+from tina4_sidecar.proxy.admin import ENDPOINTS
 
 DEFAULT_LISTEN = str(SidecarSettings.model_fields["listen"].default)
 DEFAULT_PORT = split_host_port(DEFAULT_LISTEN)[1]
 DEFAULT_ADMIN_PREFIX = str(SidecarSettings.model_fields["admin_prefix"].default)
 DEFAULT_MANIFEST_PATH = str(SidecarSettings.model_fields["manifest_path"].default)
 DOCKERFILES = [SIDECAR_DOCKERFILE, APP_DOCKERFILE]
+PINNED_BASE = parse_dockerfile(SIDECAR_DOCKERFILE)[0].base
 
 
 def relative(path: Path) -> str:
@@ -84,16 +87,60 @@ def test_hadolint_passes(dockerfile: Path) -> None:
 # -- the sidecar's image -----------------------------------------------------------------------------
 
 
-def test_sidecar_image_builds_a_wheel_and_installs_only_wheels(sidecar_image: list[Stage]) -> None:
-    builder, final = sidecar_image[0], sidecar_image[-1]
+def test_sidecar_image_installs_the_lock_without_extras(sidecar_image: list[Stage]) -> None:
+    builder = sidecar_image[0]
+    syncs = uv_syncs(builder)
 
-    assert len(sidecar_image) >= 2
-    assert {stage.base for stage in sidecar_image} == {"python:3.12-slim"}
-    assert any("pip wheel" in ins.args for ins in builder.all("RUN"))
+    assert syncs[-1] == ["uv", "sync", "--locked", "--no-dev", "--no-editable", "--no-cache"]
+    assert not any("--extra" in sync for sync in syncs)  # no Tina4, no test tools in the sidecar
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=relative)
+def test_images_build_from_the_lock_on_a_pinned_base(dockerfile: Path) -> None:
+    stages = parse_dockerfile(dockerfile)
+    builder, final = stages[0], stages[-1]
+    environment = builder.env()["UV_PROJECT_ENVIRONMENT"]
+
+    assert len(stages) >= 2
+    assert {stage.base for stage in stages} == {PINNED_BASE}
+    assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm", PINNED_BASE)  # a patch release, not 3.12
+    installs = [ins.args for ins in builder.all("RUN") if "pip install" in ins.args]
+    assert installs == [f"pip install --no-cache-dir uv=={locked_uv_version()}"]  # the pin of .ci/uv.sh
+    syncs = uv_syncs(builder)
+    assert all("--frozen" in sync or "--locked" in sync for sync in syncs)  # never a fresh resolution
+    assert "--locked" in syncs[-1]  # and the last one fails on a lock that lags pyproject.toml
+    assert all("--no-editable" in sync and "--no-dev" in sync for sync in syncs)
+    copied = [ins.args for ins in final.all("COPY") if ins.args.startswith("--from=builder")]
+    assert copied == [f"--from=builder {environment} {environment}"]
+    assert final.env()["PATH"].startswith(f"{environment}/bin:")
     runs = " ".join(ins.args for ins in final.all("RUN"))
-    assert "--no-index" in runs  # only the builder's wheels: no compiler, no test tools
-    assert "apt-get" not in runs
-    assert "[test]" not in runs
+    assert not any(word in runs for word in ("pip", "uv ", "apt-get"))  # nothing resolved at run time
+    assert final.last("USER").args.split(":")[0] not in ("root", "0")
+
+
+def test_the_wheel_is_built_by_the_locked_setuptools() -> None:
+    """The build backend is pinned for the images' (isolated) builds to the lock's setuptools."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    constraint = pyproject["tool"]["uv"]["build-constraint-dependencies"]
+
+    assert constraint == [f"setuptools=={locked_version('setuptools')}"]
+
+
+def uv_syncs(stage: Stage) -> list[list[str]]:
+    return [shlex.split(ins.args) for ins in stage.all("RUN") if ins.args.startswith("uv sync")]
+
+
+def locked_version(name: str) -> str:
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    versions = [package["version"] for package in lock["package"] if package["name"] == name]
+    assert len(versions) == 1, versions
+    return str(versions[0])
+
+
+def locked_uv_version() -> str:
+    match = re.search(r"^UV_VERSION=(\S+)$", (REPO / ".ci" / "uv.sh").read_text(), re.M)
+    assert match
+    return match.group(1)
 
 
 def test_sidecar_image_listens_where_the_settings_say(sidecar_image: list[Stage]) -> None:
@@ -164,7 +211,7 @@ def test_app_image_runs_the_asgi_app_under_uvicorn(app_image: list[Stage], compo
     assert final.exposed() == [int(option(command, "--port"))]
     assert service(compose, "app")["command"] == command
     assert final.last("USER").args.split(":")[0] not in ("root", "0")
-    assert {stage.base for stage in app_image} == {"python:3.12-slim"}
+    assert "--extra demo" in " ".join(ins.args for ins in app_image[0].all("RUN"))  # Tina4 + uvicorn
 
 
 def test_app_healthcheck_asks_the_manifest(app_image: list[Stage], monkeypatch: pytest.MonkeyPatch) -> None:

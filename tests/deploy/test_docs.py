@@ -17,12 +17,12 @@ from typing import Annotated
 import pytest
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tests.deploy.deploy_files import REPO
 from tina4_sidecar.config.reference import GROUPS, Group, env_names, render
 from tina4_sidecar.config.rules import RuleSet
 from tina4_sidecar.proxy import cacheability, deliver, origin, pipeline
 from tina4_sidecar.store.contract import Store
-
-from tests.deploy.deploy_files import REPO
 
 CONFIGURATION = REPO / "docs" / "configuration.md"
 ARCHITECTURE = REPO / "docs" / "architecture.md"

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from tina4_sidecar.client import purge_url, runtime
-from tina4_sidecar.store.push import channel
 
 from tests.client.conftest import clean_env
 from tests.servers.demo_app import DemoApp, start_demo_app
 from tests.servers.process import ServerProcess
 from tests.servers.redis import raw_client, redis_server, server_url, serving
 from tests.servers.sidecar import start_sidecar
+from tina4_sidecar.client import purge_url, runtime
+from tina4_sidecar.store.push import channel
 
 pytestmark = pytest.mark.e2e
 

@@ -13,15 +13,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from tina4_sidecar.config import CacheSettings
-from tina4_sidecar.store.factory import open_store
-from tina4_sidecar.store.fallback import FallbackStore
-from tina4_sidecar.store.response_purge import purge_route
-
 from tests.servers.demo_app import start_demo_app
 from tests.servers.process import ServerProcess
 from tests.servers.redis_cluster import cluster_url, node_client, redis_cluster
 from tests.servers.sidecar import start_sidecar
+from tina4_sidecar.config import CacheSettings
+from tina4_sidecar.store.factory import open_store
+from tina4_sidecar.store.fallback import FallbackStore
+from tina4_sidecar.store.response_purge import purge_route
 
 HOST = "shop.example.test"
 

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tina4_sidecar.config.rules import ManifestError, RuleSet, parse_manifest
-from tina4_sidecar.store.response_key import QueryFilter, response_key
 
 from tests.servers.demo_app import start_tina4_script
 from tests.servers.process import ServerProcess
 from tests.servers.sidecar import start_sidecar, wait_until_cached
+from tina4_sidecar.config.rules import ManifestError, RuleSet, parse_manifest
+from tina4_sidecar.store.response_key import QueryFilter, response_key
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -25,10 +25,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from tina4_sidecar.config import Backend, CacheSettings
-from tina4_sidecar.store.backends.database import TABLE
-from tina4_sidecar.store.factory import open_store
-from tina4_sidecar.store.response_purge import purge_url
 
 from tests.faults.load import Load, Tally, assert_clean, fetch, hit_since, logged, print_table, wait_for
 from tests.servers import memcached, redis
@@ -36,6 +32,10 @@ from tests.servers import postgres as pg
 from tests.servers.demo_app import start_demo_app
 from tests.servers.process import ServerProcess
 from tests.servers.sidecar import start_sidecar
+from tina4_sidecar.config import Backend, CacheSettings
+from tina4_sidecar.store.backends.database import TABLE
+from tina4_sidecar.store.factory import open_store
+from tina4_sidecar.store.response_purge import purge_url
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
 

@@ -16,14 +16,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from tina4_sidecar.config import Backend, CacheSettings
-from tina4_sidecar.store.factory import open_store
-from tina4_sidecar.store.response_purge import purge_url
 
 from tests.faults.load import Load, Tally, assert_clean, logged, print_table, set_fault, wait_for
 from tests.servers.demo_app import start_demo_app
 from tests.servers.process import ServerProcess
 from tests.servers.sidecar import start_sidecar
+from tina4_sidecar.config import Backend, CacheSettings
+from tina4_sidecar.store.factory import open_store
+from tina4_sidecar.store.response_purge import purge_url
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
 

@@ -22,14 +22,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from tina4_sidecar.config.rules import Rule, RuleSet
-from tina4_sidecar.proxy.fast_request import BlockParser, decide
 
 from tests.faults.test_bad_input import assert_alive, checked
 from tests.proxy.test_fast_forward import raw_app_sidecar, read_response
 from tests.servers.process import ServerProcess
+from tina4_sidecar.config.rules import Rule, RuleSet
+from tina4_sidecar.proxy.fast_request import BlockParser, decide
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
 
@@ -128,13 +128,18 @@ def test_any_block_parses_to_none_or_an_answerable_head(block: bytes) -> None:
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(header_blocks(), min_size=1, max_size=3))
+# Found on a fresh clone: an empty target, which llhttp reads as an HTTP/0.9 line (once answered
+# with an "HTTP/0.9 400" status line). Tried on every run.
+@example(blocks=[b"CONNECT  HTTP/1.1\r\n\r\n"])
+@example(blocks=[b"GET /api/checked/fuzz HTTP/2.0\r\nHost: h\r\n\r\n"])
 def test_a_live_sidecar_answers_or_closes_and_its_entries_stay(
     sidecar: ServerProcess, blocks: list[bytes]
 ) -> None:
     _, before = checked(sidecar.port, "fuzz")
     status = first_status(sidecar.port, b"".join(blocks))
     assert status is None or 100 <= status <= 599, (status, blocks)
-    assert status is None or status < 500, (status, blocks)  # the demo app is up: no 5xx, no crash
+    # The demo app is up: no 5xx and no crash; 505 is the sidecar refusing an HTTP/2.0 request line.
+    assert status is None or status < 500 or status == 505, (status, blocks)
     x_cache, after = checked(sidecar.port, "fuzz")
     assert x_cache == "HIT"
     assert after == before

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestServer
+
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import Rule, dump_manifest
 from tina4_sidecar.proxy.pipeline import handle

@@ -2,6 +2,7 @@
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
+
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy.cacheability import bypass_reason, cache_control_directives, unstorable_reason
 from tina4_sidecar.proxy.request_head import RequestHead

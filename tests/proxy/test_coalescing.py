@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from tina4_sidecar.config.rules import Rule
 
 from tests.servers.process import ServerProcess
 from tests.servers.redis import redis_server, server_url, serving
+from tina4_sidecar.config.rules import Rule
 
 SLOW = Rule(method="GET", path="/slow/*", cache=True, ttl=60, source="test")
 

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+
 from tina4_sidecar.proxy.entry import Entry, EntryError
 
 

@@ -19,11 +19,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from tina4_sidecar.config.rules import dump_manifest
 
 from tests.proxy.conftest import MANIFEST_PATH, manifest_app
 from tests.proxy.test_fast_path import RULES, Listener, app_routes, get, raw_exchange, running
 from tests.servers.process import free_port
+from tina4_sidecar.config.rules import dump_manifest
 
 Script = Callable[[str, int, asyncio.StreamWriter], Awaitable[bool]]
 """Answers one request: (path, request number on this connection, writer) -> keep the connection."""

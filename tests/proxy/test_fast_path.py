@@ -16,16 +16,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from tests.proxy.conftest import manifest_app
+from tests.servers.process import free_port
+from tests.servers.redis import redis_server, server_url, serving
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy.server import listen, start_sidecar, stop_sidecar
 from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.store.factory import open_store
 from tina4_sidecar.store.response_purge import purge_route
-
-from tests.proxy.conftest import manifest_app
-from tests.servers.process import free_port
-from tests.servers.redis import redis_server, server_url, serving
 
 RULES = [Rule(method="GET", path="/hit/*", cache=True, ttl=60, source="test")]
 

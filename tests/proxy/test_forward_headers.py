@@ -1,6 +1,7 @@
 """Header rewriting for forwarding: hop-by-hop dropped both ways, X-Forwarded-* set."""
 
 from multidict import CIMultiDict, CIMultiDictProxy
+
 from tina4_sidecar.proxy.forward_headers import end_to_end, to_upstream
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
 from tina4_sidecar.config.rules import Rule
 
 CACHED = Rule(method="GET", path="/cached/*", cache=True, ttl=60, source="test")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from tina4_sidecar.proxy.conditional import body_etag, etag_matches, not_modified
 from tina4_sidecar.proxy.entry import Entry
 from tina4_sidecar.proxy.freshness import (

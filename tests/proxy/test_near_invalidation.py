@@ -19,6 +19,10 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+
+from tests.servers.process import ServerProcess
+from tests.servers.redis import redis_server, serving, valkey_server
+from tests.servers.redis_cluster import RedisClusterServers, cluster_url, redis_cluster
 from tina4_sidecar.config import CacheSettings
 from tina4_sidecar.proxy.entry import Entry
 from tina4_sidecar.proxy.near_cache import RECENT_CHANGES, NearCache
@@ -29,10 +33,6 @@ from tina4_sidecar.store.factory import changes_of, open_store
 from tina4_sidecar.store.invalidation import all_scope
 from tina4_sidecar.store.response_key import TAG_EPOCH, route_scope, tag_scope, url_scope
 from tina4_sidecar.store.response_purge import purge_all, purge_route, purge_tag, purge_url
-
-from tests.servers.process import ServerProcess
-from tests.servers.redis import redis_server, serving, valkey_server
-from tests.servers.redis_cluster import RedisClusterServers, cluster_url, redis_cluster
 
 pytestmark = pytest.mark.backend
 

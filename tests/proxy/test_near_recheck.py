@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tina4_sidecar.config import CacheSettings
-from tina4_sidecar.store.factory import open_store
-from tina4_sidecar.store.response_purge import purge_route
 
 from tests.proxy.conftest import manifest_app
 from tests.proxy.test_fast_path import RULES, Listener, app_routes, get, raw_exchange, running, warm
 from tests.servers import memcached
 from tests.servers.process import ServerProcess
+from tina4_sidecar.config import CacheSettings
+from tina4_sidecar.store.factory import open_store
+from tina4_sidecar.store.response_purge import purge_route
 
 HITS = 50
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
 from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.store.response_purge import purge_all, purge_route, purge_tag, purge_url
 

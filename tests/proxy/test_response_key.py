@@ -1,6 +1,7 @@
 """Cache keys: the spec's method + full URL, query sorted, ignored parameters dropped."""
 
 import pytest
+
 from tina4_sidecar.store.response_key import QueryFilter, response_key
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
 from tina4_sidecar.config.rules import Rule
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
 from tina4_sidecar.config.rules import Rule
 
 RULE = Rule(method="GET", path="/v/*", cache=True, ttl=60, source="test")

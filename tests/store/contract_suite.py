@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 import pytest
+
 from tina4_sidecar.store.contract import Store
 
 

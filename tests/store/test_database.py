@@ -15,12 +15,6 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
-from tina4_sidecar.config import Backend, CacheSettings, ConfigError
-from tina4_sidecar.store.backends.database import TABLE, DatabaseStore, database_url, engine_for
-from tina4_sidecar.store.backends.database_postgres import PostgresEngine
-from tina4_sidecar.store.backends.database_sqlite import SqliteEngine, sqlite_path
-from tina4_sidecar.store.contract import Store, StoreUnavailable
-from tina4_sidecar.store.factory import open_store
 
 from tests.servers import postgres as pg
 from tests.servers.process import free_port
@@ -34,6 +28,12 @@ from tests.store.contract_suite import (
     store_factory,
     unique_namespace,
 )
+from tina4_sidecar.config import Backend, CacheSettings, ConfigError
+from tina4_sidecar.store.backends.database import TABLE, DatabaseStore, database_url, engine_for
+from tina4_sidecar.store.backends.database_postgres import PostgresEngine
+from tina4_sidecar.store.backends.database_sqlite import SqliteEngine, sqlite_path
+from tina4_sidecar.store.contract import Store, StoreUnavailable
+from tina4_sidecar.store.factory import open_store
 
 shared_postgres = pg.shared_postgres
 postgres_url = pg.postgres_url

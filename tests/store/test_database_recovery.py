@@ -14,16 +14,16 @@ from typing import Any
 
 import psycopg
 import pytest
+
+from tests.servers import postgres as pg
+from tests.store.contract_suite import unique_namespace
+from tests.store.test_database import RawTable, builder, fresh_url, opened, settings
 from tina4_sidecar.config import Backend, CacheSettings
 from tina4_sidecar.proxy.logs import setup_logging
 from tina4_sidecar.store.backends.database import TABLE, DatabaseStore, DeletesManyRows
 from tina4_sidecar.store.contract import Store, StoreUnavailable
 from tina4_sidecar.store.factory import open_store
 from tina4_sidecar.store.fallback import FallbackStore
-
-from tests.servers import postgres as pg
-from tests.store.contract_suite import unique_namespace
-from tests.store.test_database import RawTable, builder, fresh_url, opened, settings
 
 __all__ = ["fresh_url", "opened"]  # fixtures of test_database, used here too (not unused imports)
 

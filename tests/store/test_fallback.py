@@ -21,12 +21,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from tina4_sidecar.config import Backend, CacheSettings
-from tina4_sidecar.store.backends.file import FileStore, encode_entry
-from tina4_sidecar.store.backends.redis import RedisStore
-from tina4_sidecar.store.contract import Store
-from tina4_sidecar.store.factory import open_store, with_fallback
-from tina4_sidecar.store.fallback import DeletesMany, FallbackStore
 
 from tests.servers import memcached
 from tests.servers.process import ServerProcess, free_port
@@ -43,6 +37,12 @@ from tests.store.contract_suite import (
 )
 from tests.store.test_file import foreign_paths
 from tests.store.test_memcached import stored_keys
+from tina4_sidecar.config import Backend, CacheSettings
+from tina4_sidecar.store.backends.file import FileStore, encode_entry
+from tina4_sidecar.store.backends.redis import RedisStore
+from tina4_sidecar.store.contract import Store
+from tina4_sidecar.store.factory import open_store, with_fallback
+from tina4_sidecar.store.fallback import DeletesMany, FallbackStore
 
 pytestmark = pytest.mark.backend
 
@@ -465,7 +465,7 @@ async def test_a_clear_during_the_outage_clears_the_primary_layer(
 
 async def test_the_outage_is_replayed_on_memcached_in_bulk_on_every_server(tmp_path: Path) -> None:
     """A hung server (SIGSTOP) keeps its items: the replay's deletes are what removes them."""
-    servers = (memcached.memcached_server(), memcached.memcached_server())
+    servers = (memcached.memcached_server(listable=True), memcached.memcached_server(listable=True))
     with memcached.serving(*servers):
         url = memcached.server_url(*servers)
         settings = make_settings(url, tmp_path, cache_backend="memcached", cache_timeout=0.3)

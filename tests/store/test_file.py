@@ -14,15 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from tina4_sidecar.config import CacheSettings
-from tina4_sidecar.store.backends.file import (
-    CorruptEntry,
-    FileStore,
-    decode_entry,
-    encode_entry,
-    namespace_dir_name,
-)
-from tina4_sidecar.store.contract import LAYERS, StoreUnavailable
 
 from tests.store.contract_suite import (
     AddSuite,
@@ -34,6 +25,15 @@ from tests.store.contract_suite import (
     store_factory,
     unique_namespace,
 )
+from tina4_sidecar.config import CacheSettings
+from tina4_sidecar.store.backends.file import (
+    CorruptEntry,
+    FileStore,
+    decode_entry,
+    encode_entry,
+    namespace_dir_name,
+)
+from tina4_sidecar.store.contract import LAYERS, StoreUnavailable
 
 
 def foreign_paths(tmp_path: Path, raw_key: str) -> list[Path]:

@@ -13,15 +13,6 @@ from urllib.parse import unquote
 
 import pytest
 from pymemcache.client.base import Client
-from tina4_sidecar.config import CacheSettings
-from tina4_sidecar.store.backends.memcached import (
-    MAX_RELATIVE_TTL,
-    MemcachedStore,
-    memcached_exptime,
-    parse_servers,
-)
-from tina4_sidecar.store.contract import Store, StoreUnavailable
-from tina4_sidecar.store.fallback import DeletesMany
 
 from tests.servers.memcached import kill, memcached_server, raw_client, server_url, serving
 from tests.servers.process import ServerProcess, free_port
@@ -35,11 +26,20 @@ from tests.store.contract_suite import (
     store_factory,
     unique_namespace,
 )
+from tina4_sidecar.config import CacheSettings
+from tina4_sidecar.store.backends.memcached import (
+    MAX_RELATIVE_TTL,
+    MemcachedStore,
+    memcached_exptime,
+    parse_servers,
+)
+from tina4_sidecar.store.contract import Store, StoreUnavailable
+from tina4_sidecar.store.fallback import DeletesMany
 
 
 @pytest.fixture(scope="module")
 def memcached() -> Iterator[ServerProcess]:
-    with serving(memcached_server()) as (server,):
+    with serving(memcached_server(listable=True)) as (server,):
         yield server
 
 
@@ -59,6 +59,8 @@ async def stores(memcached: ServerProcess) -> AsyncIterator[StoreMaker]:
 
 def stored_keys(server: ServerProcess, prefix: str) -> dict[str, int]:
     """Our keys on ``server`` with their absolute expiry (-1: none), from ``lru_crawler metadump``.
+
+    Exact only on a server started ``listable`` (tests/servers/memcached.py says why).
 
     A plain socket: pymemcache's ``raw_command`` garbles a reply longer than one read.
     """
@@ -151,7 +153,7 @@ def holding(server: ServerProcess, store: MemcachedStore, keys: list[str]) -> se
 
 
 async def test_two_servers_share_the_keys_and_all_are_readable(memcached: ServerProcess) -> None:
-    second = memcached_server()
+    second = memcached_server(listable=True)
     with serving(second):
         url = server_url(memcached, second)
         async with store_factory(lambda ns, layer: MemcachedStore(ns, layer, url)) as make:
@@ -333,7 +335,7 @@ async def test_add_lands_in_the_generation_of_a_clear_made_a_moment_ago(stores: 
 
 
 async def test_a_server_restart_costs_errors_not_exceptions_and_the_pool_reconnects() -> None:
-    server = memcached_server()
+    server = memcached_server(listable=True)
     with serving(server):
         store = MemcachedStore(unique_namespace(), "kv", server_url(server), timeout=0.5)
         await store.open()
@@ -375,7 +377,7 @@ async def test_a_server_restart_costs_errors_not_exceptions_and_the_pool_reconne
 
 
 async def test_one_of_two_servers_down_fails_only_its_keys_and_the_ring_stays_fixed() -> None:
-    first, second = memcached_server(), memcached_server()
+    first, second = memcached_server(listable=True), memcached_server(listable=True)
     with serving(first, second):
         store = MemcachedStore(unique_namespace(), "kv", server_url(first, second), timeout=0.5)
         await store.open()
@@ -506,7 +508,7 @@ async def test_delete_many_finds_the_generation_another_process_cleared_to(store
 
 
 async def test_delete_many_sends_each_of_several_servers_its_share() -> None:
-    servers = (memcached_server(), memcached_server(), memcached_server())
+    servers = tuple(memcached_server(listable=True) for _ in range(3))
     with serving(*servers):
         store = MemcachedStore(unique_namespace(), "kv", server_url(*servers), timeout=0.5)
         await store.open()
@@ -529,7 +531,7 @@ async def test_delete_many_sends_each_of_several_servers_its_share() -> None:
 
 async def test_delete_many_raises_when_a_server_is_down() -> None:
     """The replay must know that it failed, to keep the outage log and try again."""
-    first, second = memcached_server(), memcached_server()
+    first, second = memcached_server(listable=True), memcached_server(listable=True)
     with serving(first, second):
         store = MemcachedStore(unique_namespace(), "kv", server_url(first, second), timeout=0.5)
         await store.open()

@@ -7,8 +7,6 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from tina4_sidecar.config import CacheSettings
-from tina4_sidecar.store.backends.memory import REGISTRY, MemoryStore, Shard
 
 from tests.store.contract_suite import (
     AddSuite,
@@ -19,6 +17,8 @@ from tests.store.contract_suite import (
     store_factory,
     unique_namespace,
 )
+from tina4_sidecar.config import CacheSettings
+from tina4_sidecar.store.backends.memory import REGISTRY, MemoryStore, Shard
 
 
 def raw_shard(raw_key: str) -> tuple[Shard, str]:

@@ -11,9 +11,6 @@ from typing import Any
 
 import pymongo
 import pytest
-from tina4_sidecar.config import CacheSettings
-from tina4_sidecar.store.backends.mongodb import COLLECTION, MongoStore
-from tina4_sidecar.store.contract import StoreUnavailable
 
 from tests.servers.mongodb import mongodb_server, raw_client, server_url, serving
 from tests.servers.process import ServerProcess, free_port
@@ -27,6 +24,9 @@ from tests.store.contract_suite import (
     store_factory,
     unique_namespace,
 )
+from tina4_sidecar.config import CacheSettings
+from tina4_sidecar.store.backends.mongodb import COLLECTION, MongoStore
+from tina4_sidecar.store.contract import StoreUnavailable
 
 Raw = pymongo.MongoClient[dict[str, Any]]
 

@@ -17,11 +17,6 @@ from typing import ClassVar
 
 import pytest
 import redis.asyncio as aioredis
-from tina4_sidecar.config import Backend, CacheSettings
-from tina4_sidecar.store.backends.redis import RedisStore, ValkeyStore, escape_glob
-from tina4_sidecar.store.contract import StoreUnavailable
-from tina4_sidecar.store.factory import open_store
-from tina4_sidecar.store.fallback import FallbackStore
 
 from tests.servers.process import ServerProcess, free_port
 from tests.servers.redis import raw_client, redis_server, server_url, serving
@@ -35,6 +30,11 @@ from tests.store.contract_suite import (
     store_factory,
     unique_namespace,
 )
+from tina4_sidecar.config import Backend, CacheSettings
+from tina4_sidecar.store.backends.redis import RedisStore, ValkeyStore, escape_glob
+from tina4_sidecar.store.contract import StoreUnavailable
+from tina4_sidecar.store.factory import open_store
+from tina4_sidecar.store.fallback import FallbackStore
 
 pytestmark = pytest.mark.backend
 

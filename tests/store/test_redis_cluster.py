@@ -12,15 +12,6 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from tina4_sidecar.config import CacheSettings
-from tina4_sidecar.store.backends.redis import RedisStore, ValkeyStore
-from tina4_sidecar.store.backends.redis_cluster import (
-    RedisClusterStore,
-    ValkeyClusterStore,
-    is_cluster_url,
-    parse_cluster_url,
-)
-from tina4_sidecar.store.factory import build_store
 
 from tests.servers.redis_cluster import RedisClusterServers, cluster_url, node_client, redis_cluster
 from tests.store.contract_suite import (
@@ -33,6 +24,15 @@ from tests.store.contract_suite import (
     store_factory,
     unique_namespace,
 )
+from tina4_sidecar.config import CacheSettings
+from tina4_sidecar.store.backends.redis import RedisStore, ValkeyStore
+from tina4_sidecar.store.backends.redis_cluster import (
+    RedisClusterStore,
+    ValkeyClusterStore,
+    is_cluster_url,
+    parse_cluster_url,
+)
+from tina4_sidecar.store.factory import build_store
 
 pytestmark = pytest.mark.backend
 

@@ -10,9 +10,6 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from tina4_sidecar.store.backends.redis import ValkeyStore
-from tina4_sidecar.store.factory import open_store
-from tina4_sidecar.store.fallback import FallbackStore
 
 from tests.servers.process import ServerProcess
 from tests.servers.redis import server_url, serving, valkey_server
@@ -26,6 +23,9 @@ from tests.store.contract_suite import (
     store_factory,
 )
 from tests.store.test_redis import DEFAULT_PASSWORD, SECURED_USERS, RedisLikeChecks, settings_for
+from tina4_sidecar.store.backends.redis import ValkeyStore
+from tina4_sidecar.store.factory import open_store
+from tina4_sidecar.store.fallback import FallbackStore
 
 pytestmark = pytest.mark.backend
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
-from tina4_sidecar.config.rules import parse_manifest, read_manifest
-
 from tests.servers.demo_app import MANIFEST_PATH, DemoApp, start_demo_app
+from tina4_sidecar.config.rules import parse_manifest, read_manifest
 
 # (path, cache, ttl, source) of every route the demo registers, in registration order.
 DEMO_ROUTES = [

@@ -9,9 +9,8 @@ import textwrap
 import urllib.request
 from pathlib import Path
 
-from tina4_sidecar.config.rules import parse_manifest
-
 from tests.servers.demo_app import start_tina4_script
+from tina4_sidecar.config.rules import parse_manifest
 
 LATE_APP = textwrap.dedent(
     """

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from tina4_sidecar.client.manifest import build_manifest
 from tina4_sidecar.config.rules import Rule, read_manifest
 

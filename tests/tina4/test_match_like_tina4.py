@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tina4_sidecar.config.rules import PathPatternError, Rule, RuleSet, compile_path
 
 UUID = "550e8400-e29b-41d4-a716-446655440000"

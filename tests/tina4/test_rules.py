@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tina4_sidecar.config.rules import (
     MAX_MANIFEST_BYTES,
     ManifestError,
