@@ -20,12 +20,12 @@ import uvloop
 from bench.nginx import TINA4_LIKE_HEADERS
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import Rule, RuleSet
-from tina4_sidecar.proxy.entry import Entry
-from tina4_sidecar.proxy.fast_path import FastPath
-from tina4_sidecar.proxy.fast_request import BlockParser
-from tina4_sidecar.proxy.origin_pool import OriginConnection
+from tina4_sidecar.proxy.http.entry import Entry
+from tina4_sidecar.proxy.origin.pool import OriginConnection
 from tina4_sidecar.proxy.server import start_sidecar, stop_sidecar
 from tina4_sidecar.proxy.sidecar import Sidecar
+from tina4_sidecar.proxy.transport.fast_path import FastPath
+from tina4_sidecar.proxy.transport.fast_request import BlockParser, SeenRequests
 
 REQUEST = (
     b"GET /api/sized?bytes=1024 HTTP/1.1\r\nHost: 127.0.0.1:7145\r\nUser-Agent: bench\r\n"
@@ -71,7 +71,7 @@ async def measure(requests: int) -> None:
         try:
             sidecar.manifest.rules = RuleSet([Rule(method="GET", path="/api/sized", cache=True, ttl=300)])
             entry = Entry(200, (("Content-Type", "application/json"),), b"x" * 1024, time.time(), 300)
-            protocol = FastPath(sidecar, None)  # type: ignore[arg-type]  # never hands off here
+            protocol = FastPath(sidecar, None, SeenRequests())  # type: ignore[arg-type]  # never hands off here
             transport = CountingTransport()
             protocol.connection_made(transport)  # type: ignore[arg-type]
             parsed = BlockParser().parse(REQUEST)
@@ -93,7 +93,7 @@ async def measure(requests: int) -> None:
 def forward(sidecar: Sidecar, requests: int) -> None:
     """A GET no rule covers, forwarded on one pooled connection whose app answers at once."""
     assert sidecar.origin is not None
-    protocol = FastPath(sidecar, None)  # type: ignore[arg-type]
+    protocol = FastPath(sidecar, None, SeenRequests())  # type: ignore[arg-type]
     client = CountingTransport()
     protocol.connection_made(client)  # type: ignore[arg-type]
     origin = OriginConnection(sidecar.origin)

@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _admin(settings: SidecarSettings, args: argparse.Namespace) -> int:
-    from tina4_sidecar.proxy.admin_cli import purge_command, stats_command
+    from tina4_sidecar.proxy.admin.cli import purge_command, stats_command
 
     if args.command == "stats":
         return stats_command(settings, args.admin, args.token, as_json=args.json)
@@ -121,7 +121,7 @@ def _serve(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
 
 async def _routes(settings: SidecarSettings, as_json: bool) -> int:
     from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
-    from tina4_sidecar.proxy.upstream import Upstream
+    from tina4_sidecar.proxy.origin.upstream import Upstream
 
     try:
         static = load_rules_file(settings.rules_file) if settings.rules_file else None

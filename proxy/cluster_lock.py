@@ -7,10 +7,10 @@ import math
 import secrets
 import time
 
-from tina4_sidecar.proxy.entry import Entry
-from tina4_sidecar.proxy.freshness import State, state_of
+from tina4_sidecar.proxy.http.entry import Entry
+from tina4_sidecar.proxy.http.freshness import State, state_of
+from tina4_sidecar.proxy.http.request_head import RequestHead
 from tina4_sidecar.proxy.lookup import Lookup, lookup
-from tina4_sidecar.proxy.request_head import RequestHead
 from tina4_sidecar.proxy.sidecar import Sidecar
 
 LOCK_PREFIX = "~lock:"

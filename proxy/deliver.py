@@ -12,10 +12,10 @@ import time
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tina4_sidecar.proxy import cache_headers as ch
-from tina4_sidecar.proxy.conditional import headers_for_304, not_modified
-from tina4_sidecar.proxy.entry import Entry
-from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.http import cache_headers as ch
+from tina4_sidecar.proxy.http.conditional import headers_for_304, not_modified
+from tina4_sidecar.proxy.http.entry import Entry
+from tina4_sidecar.proxy.http.request_head import RequestHead
 
 
 def from_entry(

@@ -13,7 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from tina4_sidecar.proxy.entry import Entry
+from tina4_sidecar.proxy.http.entry import Entry
 
 
 @dataclass(frozen=True, slots=True)

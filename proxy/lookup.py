@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from tina4_sidecar.proxy.entry import Entry, EntryError
-from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.http.entry import Entry, EntryError
+from tina4_sidecar.proxy.http.request_head import RequestHead
+from tina4_sidecar.proxy.http.variants import decode_index, request_values, variant_key
 from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.variants import decode_index, request_values, variant_key
 from tina4_sidecar.store.invalidation import read_tokens, still_valid, tokens_from
 from tina4_sidecar.store.response_key import lookup_scopes
 

@@ -13,7 +13,7 @@ import logging
 import time
 
 from tina4_sidecar.config.rules import ManifestError, RuleSet, parse_manifest
-from tina4_sidecar.proxy.upstream import Upstream, UpstreamTimeout, UpstreamUnavailable
+from tina4_sidecar.proxy.origin.upstream import Upstream, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("tina4_sidecar.manifest")
 

@@ -25,17 +25,22 @@ from aiohttp import web
 from yarl import URL
 
 from tina4_sidecar.config.rules import Rule
-from tina4_sidecar.proxy import cache_headers as ch
 from tina4_sidecar.proxy import deliver
-from tina4_sidecar.proxy.admin import handle_admin
+from tina4_sidecar.proxy.admin.api import handle_admin
 from tina4_sidecar.proxy.aiohttp_requests import unsupported_version
-from tina4_sidecar.proxy.cacheability import CACHEABLE_METHODS, bypass_reason, unstorable_reason
 from tina4_sidecar.proxy.cluster_lock import acquire_lock, fresh_entry, wait_for_peer
-from tina4_sidecar.proxy.entry import Entry
-from tina4_sidecar.proxy.errors import gateway_error
 from tina4_sidecar.proxy.flights import NOT_SHAREABLE, Shared
-from tina4_sidecar.proxy.forward_headers import end_to_end
-from tina4_sidecar.proxy.forwarding import (
+from tina4_sidecar.proxy.http import cache_headers as ch
+from tina4_sidecar.proxy.http.cacheability import CACHEABLE_METHODS, bypass_reason, unstorable_reason
+from tina4_sidecar.proxy.http.entry import Entry
+from tina4_sidecar.proxy.http.forward_headers import end_to_end
+from tina4_sidecar.proxy.http.freshness import State, should_refresh_early, state_of
+from tina4_sidecar.proxy.http.request_head import BadTarget, RequestHead, Target, parse_target
+from tina4_sidecar.proxy.http.variants import request_values
+from tina4_sidecar.proxy.lookup import Lookup, lookup
+from tina4_sidecar.proxy.origin.errors import gateway_error
+from tina4_sidecar.proxy.origin.fetch import make_entry, origin_headers, revalidated, store_entry
+from tina4_sidecar.proxy.origin.forwarding import (
     CHUNK,
     STREAM_ERRORS,
     abort_stream,
@@ -43,15 +48,10 @@ from tina4_sidecar.proxy.forwarding import (
     done,
     pass_through,
 )
-from tina4_sidecar.proxy.freshness import State, should_refresh_early, state_of
-from tina4_sidecar.proxy.lookup import Lookup, lookup
-from tina4_sidecar.proxy.origin import make_entry, origin_headers, revalidated, store_entry
-from tina4_sidecar.proxy.refresh import refresh_in_background
-from tina4_sidecar.proxy.request_head import BadTarget, RequestHead, Target, parse_target
+from tina4_sidecar.proxy.origin.refresh import refresh_in_background
+from tina4_sidecar.proxy.origin.upstream import UPSTREAM_ERRORS, UpstreamUnavailable
+from tina4_sidecar.proxy.origin.websocket import is_websocket_upgrade, proxy_websocket
 from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS, UpstreamUnavailable
-from tina4_sidecar.proxy.variants import request_values
-from tina4_sidecar.proxy.websocket import is_websocket_upgrade, proxy_websocket
 
 
 async def handle(sidecar: Sidecar, request: web.Request) -> web.StreamResponse:

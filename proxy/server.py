@@ -14,16 +14,17 @@ from aiohttp import web
 
 from tina4_sidecar.config import CacheSettings, ConfigError, SidecarSettings
 from tina4_sidecar.config.rules import ManifestError, RuleSet, load_rules_file
-from tina4_sidecar.proxy.admin import handle_admin_listener
-from tina4_sidecar.proxy.admin_auth import check_token_strength
+from tina4_sidecar.proxy.admin.api import handle_admin_listener
+from tina4_sidecar.proxy.admin.auth import check_token_strength
 from tina4_sidecar.proxy.aiohttp_requests import request_factory
 from tina4_sidecar.proxy.build_info import start_line
-from tina4_sidecar.proxy.fast_path import FastPath
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
-from tina4_sidecar.proxy.near_invalidation import follow_changes
+from tina4_sidecar.proxy.near.invalidation import follow_changes
+from tina4_sidecar.proxy.origin.upstream import Upstream
 from tina4_sidecar.proxy.pipeline import handle
 from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.upstream import Upstream
+from tina4_sidecar.proxy.transport.fast_path import FastPath
+from tina4_sidecar.proxy.transport.fast_request import SeenRequests
 from tina4_sidecar.store.factory import open_store
 from tina4_sidecar.store.response_key import QueryFilter
 
@@ -77,8 +78,13 @@ async def listen(sidecar: Sidecar) -> Listening:
     host, port = settings.listen_address
     try:
         if settings.fast_path:
+            seen = SeenRequests()
             listener = await asyncio.get_running_loop().create_server(
-                lambda: FastPath(sidecar, server), host, port, backlog=1024, reuse_port=settings.workers > 1
+                lambda: FastPath(sidecar, server, seen),
+                host,
+                port,
+                backlog=1024,
+                reuse_port=settings.workers > 1,
             )
             return Listening(sidecar, runner, listener)
         await web.TCPSite(runner, host, port, backlog=1024, reuse_port=settings.workers > 1).start()

@@ -9,15 +9,14 @@ from typing import Any
 
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import RuleSet
-from tina4_sidecar.proxy.fast_request import SeenRequests
 from tina4_sidecar.proxy.flights import Flights
+from tina4_sidecar.proxy.http.request_head import RequestHead
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.metrics import Metrics
-from tina4_sidecar.proxy.near_cache import NearCache
-from tina4_sidecar.proxy.near_invalidation import NearInvalidation
-from tina4_sidecar.proxy.origin_pool import OriginPool
-from tina4_sidecar.proxy.request_head import RequestHead
-from tina4_sidecar.proxy.upstream import Upstream
+from tina4_sidecar.proxy.near.cache import NearCache
+from tina4_sidecar.proxy.near.invalidation import NearInvalidation
+from tina4_sidecar.proxy.origin.pool import OriginPool
+from tina4_sidecar.proxy.origin.upstream import Upstream
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.response_key import QueryFilter, response_key
 
@@ -37,8 +36,6 @@ class Sidecar:
     """Follows the store's invalidation channel (a store with push only): see ``start_sidecar``."""
     origin: OriginPool | None = field(init=False)
     """Raw connections for the fast path's forwarding; None when the app is not plain http://."""
-    seen_requests: SeenRequests = field(default_factory=SeenRequests)
-    """The fast path's decisions by header block."""
     fast_connections: set[asyncio.Transport] = field(default_factory=set)
     _keys: dict[tuple[str, str, str, str], str] = field(default_factory=dict, repr=False)
     background: set[asyncio.Task[Any]] = field(default_factory=set)

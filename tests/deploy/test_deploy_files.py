@@ -37,7 +37,7 @@ from tests.deploy.deploy_files import (
 from tina4_sidecar.config import CacheSettings, QueryCacheSettings, SidecarSettings, load_settings
 from tina4_sidecar.config.reference import GROUPS, env_names
 from tina4_sidecar.config.sidecar import split_host_port
-from tina4_sidecar.proxy.admin import ENDPOINTS
+from tina4_sidecar.proxy.admin.api import ENDPOINTS
 
 DEFAULT_LISTEN = str(SidecarSettings.model_fields["listen"].default)
 DEFAULT_PORT = split_host_port(DEFAULT_LISTEN)[1]

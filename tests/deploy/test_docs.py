@@ -21,7 +21,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tests.deploy.deploy_files import REPO
 from tina4_sidecar.config.reference import GROUPS, Group, env_names, render
 from tina4_sidecar.config.rules import RuleSet
-from tina4_sidecar.proxy import cacheability, deliver, origin, pipeline
+from tina4_sidecar.proxy import deliver, pipeline
+from tina4_sidecar.proxy.http import cacheability
+from tina4_sidecar.proxy.origin import fetch
 from tina4_sidecar.store.contract import Store
 
 CONFIGURATION = REPO / "docs" / "configuration.md"
@@ -149,8 +151,8 @@ def test_architecture_names_only_files_that_exist() -> None:
 def test_architecture_names_only_steps_that_exist() -> None:
     """Every function the request diagram and the step table name is still there."""
     text = ARCHITECTURE.read_text(encoding="utf-8")
-    modules = {"pipeline": pipeline, "deliver": deliver, "origin": origin}
-    qualified = re.findall(r"\b(pipeline|deliver|origin)\.(?!py\b)(\w+)", text)
+    modules = {"pipeline": pipeline, "deliver": deliver, "fetch": fetch}
+    qualified = re.findall(r"\b(pipeline|deliver|fetch)\.(?!py\b)(\w+)", text)
     diagram = text.split("## 2.", 1)[1].split("```")[1]
     snake = set(re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", diagram))
     elsewhere = (cacheability, Store, RuleSet)

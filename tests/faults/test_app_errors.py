@@ -27,8 +27,8 @@ from tests.servers.demo_app import start_demo_app
 from tests.servers.process import ServerProcess
 from tests.servers.sidecar import start_sidecar
 from tina4_sidecar.config import Backend, CacheSettings
-from tina4_sidecar.proxy.entry import MAGIC as ENTRY_MAGIC
-from tina4_sidecar.proxy.entry import Entry
+from tina4_sidecar.proxy.http.entry import MAGIC as ENTRY_MAGIC
+from tina4_sidecar.proxy.http.entry import Entry
 from tina4_sidecar.store.factory import open_store
 from tina4_sidecar.store.response_purge import purge_url
 

@@ -29,7 +29,7 @@ from tests.faults.test_bad_input import assert_alive, checked
 from tests.proxy.test_fast_forward import raw_app_sidecar, read_response
 from tests.servers.process import ServerProcess
 from tina4_sidecar.config.rules import Rule, RuleSet
-from tina4_sidecar.proxy.fast_request import BlockParser, decide
+from tina4_sidecar.proxy.transport.fast_request import BlockParser, decide
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
 

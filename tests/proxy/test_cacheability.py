@@ -4,8 +4,8 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tina4_sidecar.config.rules import Rule
-from tina4_sidecar.proxy.cacheability import bypass_reason, cache_control_directives, unstorable_reason
-from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.http.cacheability import bypass_reason, cache_control_directives, unstorable_reason
+from tina4_sidecar.proxy.http.request_head import RequestHead
 
 RULE = Rule(method="GET", path="/api/products", cache=True, ttl=60, source="test")
 PUBLIC = Rule(method="GET", path="/api/products", cache=True, ttl=60, public=True, source="test")

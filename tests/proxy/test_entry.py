@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tina4_sidecar.proxy.entry import Entry, EntryError
+from tina4_sidecar.proxy.http.entry import Entry, EntryError
 
 
 def sample(**overrides: object) -> Entry:

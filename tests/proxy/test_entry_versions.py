@@ -21,7 +21,7 @@ import redis
 from tests.proxy.conftest import manifest_app
 from tests.proxy.test_fast_path import RULES, Listener, app_routes, running
 from tests.servers.redis import redis_server, server_url, serving
-from tina4_sidecar.proxy.entry import MAGIC, VERSION, Entry
+from tina4_sidecar.proxy.http.entry import MAGIC, VERSION, Entry
 
 NAMESPACE = "tina4:upgrade"
 

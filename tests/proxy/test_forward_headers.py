@@ -2,7 +2,7 @@
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tina4_sidecar.proxy.forward_headers import end_to_end, to_upstream
+from tina4_sidecar.proxy.http.forward_headers import end_to_end, to_upstream
 
 
 def proxy(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:

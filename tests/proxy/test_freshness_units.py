@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from tina4_sidecar.proxy.conditional import body_etag, etag_matches, not_modified
-from tina4_sidecar.proxy.entry import Entry
-from tina4_sidecar.proxy.freshness import (
+from tina4_sidecar.proxy.http.conditional import body_etag, etag_matches, not_modified
+from tina4_sidecar.proxy.http.entry import Entry
+from tina4_sidecar.proxy.http.freshness import (
     State,
     directive_seconds,
     jittered,
@@ -17,7 +17,12 @@ from tina4_sidecar.proxy.freshness import (
     state_of,
     storage_ttl,
 )
-from tina4_sidecar.proxy.variants import decode_index, encode_index, normalize_accept_encoding, variant_key
+from tina4_sidecar.proxy.http.variants import (
+    decode_index,
+    encode_index,
+    normalize_accept_encoding,
+    variant_key,
+)
 
 
 def entry(**fields: object) -> Entry:

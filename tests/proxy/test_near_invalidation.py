@@ -24,9 +24,9 @@ from tests.servers.process import ServerProcess
 from tests.servers.redis import redis_server, serving, valkey_server
 from tests.servers.redis_cluster import RedisClusterServers, cluster_url, redis_cluster
 from tina4_sidecar.config import CacheSettings
-from tina4_sidecar.proxy.entry import Entry
-from tina4_sidecar.proxy.near_cache import RECENT_CHANGES, NearCache
-from tina4_sidecar.proxy.near_invalidation import HEARTBEAT, NearInvalidation
+from tina4_sidecar.proxy.http.entry import Entry
+from tina4_sidecar.proxy.near.cache import RECENT_CHANGES, NearCache
+from tina4_sidecar.proxy.near.invalidation import HEARTBEAT, NearInvalidation
 from tina4_sidecar.store import push
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.factory import changes_of, open_store

@@ -8,9 +8,9 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from tina4_sidecar.proxy.errors import gateway_error
-from tina4_sidecar.proxy.forward_headers import to_upstream
-from tina4_sidecar.proxy.upstream import Upstream, UpstreamUnavailable
+from tina4_sidecar.proxy.http.forward_headers import to_upstream
+from tina4_sidecar.proxy.origin.errors import gateway_error
+from tina4_sidecar.proxy.origin.upstream import Upstream, UpstreamUnavailable
 
 log = logging.getLogger("tina4_sidecar.proxy")
 

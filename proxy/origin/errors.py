@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from tina4_sidecar.proxy.upstream import UpstreamTimeout
+from tina4_sidecar.proxy.origin.upstream import UpstreamTimeout
 
 log = logging.getLogger("tina4_sidecar.proxy")
 

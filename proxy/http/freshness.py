@@ -14,7 +14,7 @@ import random
 from collections.abc import Mapping
 from enum import Enum
 
-from tina4_sidecar.proxy.entry import Entry
+from tina4_sidecar.proxy.http.entry import Entry
 
 
 class State(Enum):

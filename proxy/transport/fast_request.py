@@ -18,8 +18,8 @@ import httptools
 from multidict import CIMultiDict
 
 from tina4_sidecar.config.rules import Rule, RuleSet
-from tina4_sidecar.proxy.cacheability import bypass_reason
-from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.http.cacheability import bypass_reason
+from tina4_sidecar.proxy.http.request_head import RequestHead
 
 # A body, a protocol switch or an expectation: aiohttp handles these requests.
 _FRAMING_HEADERS = ("content-length", "transfer-encoding", "upgrade", "expect")

@@ -22,10 +22,10 @@ from email.utils import formatdate
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tina4_sidecar.proxy.errors import gateway_error_body
-from tina4_sidecar.proxy.forward_headers import HOP_BY_HOP, to_upstream
-from tina4_sidecar.proxy.origin_pool import OriginConnection, OriginPool
-from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS
+from tina4_sidecar.proxy.http.forward_headers import HOP_BY_HOP, to_upstream
+from tina4_sidecar.proxy.origin.errors import gateway_error_body
+from tina4_sidecar.proxy.origin.pool import OriginConnection, OriginPool
+from tina4_sidecar.proxy.origin.upstream import UPSTREAM_ERRORS
 
 log = logging.getLogger("tina4_sidecar.proxy")
 

@@ -4,7 +4,7 @@ It answers the fast path without a store round trip. How long a copy is trusted:
 
 * memory store: until the entry expires (no other process can change the store);
 * a store with push (Redis, Valkey, Redis Cluster) while its invalidation channel is followed
-  (``proxy/near_invalidation.py``): until the entry expires or an announced change that concerns
+  (``proxy/near/invalidation.py``): until the entry expires or an announced change that concerns
   it drops it (``store/push.py``), and only while the subscription is known to be alive;
 * otherwise (memcached, PostgreSQL, SQLite, MongoDB, file, or while not subscribed): at most
   ``recheck`` seconds after the store was read, as before push existed.
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from itertools import islice
 
-from tina4_sidecar.proxy import cache_headers as ch
-from tina4_sidecar.proxy.entry import Entry
+from tina4_sidecar.proxy.http import cache_headers as ch
+from tina4_sidecar.proxy.http.entry import Entry
 from tina4_sidecar.store.push import EVERYTHING, Change
 
 # Set per hit by the fast path, or hop-by-hop: never part of the prebuilt bytes.
@@ -169,7 +169,7 @@ class NearCache:
             for key in wrong:
                 self._discard(key)
 
-    # -- push invalidation (proxy/near_invalidation.py) --------------------------------------------
+    # -- push invalidation (proxy/near/invalidation.py) --------------------------------------------
 
     def subscribed(self, alive_until: float) -> None:
         """A (new) subscription is confirmed: what was announced before it may have been missed."""

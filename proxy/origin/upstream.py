@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from tina4_sidecar.proxy.request_head import origin_form
+from tina4_sidecar.proxy.http.request_head import origin_form
 
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 

@@ -14,20 +14,20 @@ from collections.abc import Mapping
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tina4_sidecar.config.rules import Rule
-from tina4_sidecar.proxy import cache_headers as ch
-from tina4_sidecar.proxy.cacheability import vary_names
-from tina4_sidecar.proxy.conditional import CLIENT_CONDITIONALS, body_etag
-from tina4_sidecar.proxy.entry import Entry
-from tina4_sidecar.proxy.forward_headers import end_to_end, to_upstream
-from tina4_sidecar.proxy.freshness import jittered, stale_windows, storage_ttl
-from tina4_sidecar.proxy.request_head import RequestHead
-from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.variants import (
+from tina4_sidecar.proxy.http import cache_headers as ch
+from tina4_sidecar.proxy.http.cacheability import vary_names
+from tina4_sidecar.proxy.http.conditional import CLIENT_CONDITIONALS, body_etag
+from tina4_sidecar.proxy.http.entry import Entry
+from tina4_sidecar.proxy.http.forward_headers import end_to_end, to_upstream
+from tina4_sidecar.proxy.http.freshness import jittered, stale_windows, storage_ttl
+from tina4_sidecar.proxy.http.request_head import RequestHead
+from tina4_sidecar.proxy.http.variants import (
     encode_index,
     normalize_accept_encoding,
     request_values,
     variant_key,
 )
+from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.store.invalidation import read_tokens
 from tina4_sidecar.store.response_key import TAG_EPOCH, tag_scope
 

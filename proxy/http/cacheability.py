@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tina4_sidecar.config.rules import Rule
-from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.http.request_head import RequestHead
 
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 _UNSTORABLE_DIRECTIVES = frozenset({"private", "no-store", "no-cache"})

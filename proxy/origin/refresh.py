@@ -10,15 +10,15 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tina4_sidecar.config.rules import Rule
-from tina4_sidecar.proxy.cacheability import unstorable_reason
 from tina4_sidecar.proxy.cluster_lock import acquire_lock
-from tina4_sidecar.proxy.entry import Entry
 from tina4_sidecar.proxy.flights import NOT_SHAREABLE, Shared
+from tina4_sidecar.proxy.http.cacheability import unstorable_reason
+from tina4_sidecar.proxy.http.entry import Entry
+from tina4_sidecar.proxy.http.request_head import RequestHead
 from tina4_sidecar.proxy.lookup import Lookup
-from tina4_sidecar.proxy.origin import make_entry, origin_headers, revalidated, store_entry
-from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.origin.fetch import make_entry, origin_headers, revalidated, store_entry
+from tina4_sidecar.proxy.origin.upstream import UPSTREAM_ERRORS
 from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS
 
 log = logging.getLogger("tina4_sidecar.proxy")
 

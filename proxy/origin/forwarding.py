@@ -11,13 +11,13 @@ import aiohttp
 from aiohttp import web
 
 from tina4_sidecar.config.rules import Rule
-from tina4_sidecar.proxy import cache_headers as ch
-from tina4_sidecar.proxy.cacheability import CACHEABLE_METHODS
-from tina4_sidecar.proxy.errors import gateway_error
-from tina4_sidecar.proxy.forward_headers import end_to_end, to_upstream
-from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.http import cache_headers as ch
+from tina4_sidecar.proxy.http.cacheability import CACHEABLE_METHODS
+from tina4_sidecar.proxy.http.forward_headers import end_to_end, to_upstream
+from tina4_sidecar.proxy.http.request_head import RequestHead
+from tina4_sidecar.proxy.origin.errors import gateway_error
+from tina4_sidecar.proxy.origin.upstream import UPSTREAM_ERRORS
 from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.upstream import UPSTREAM_ERRORS
 
 log = logging.getLogger("tina4_sidecar.proxy")
 

@@ -26,9 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tina4_sidecar.proxy.admin_auth import TokenCheck, check_bearer
-from tina4_sidecar.proxy.admin_probes import probes_for
-from tina4_sidecar.proxy.admin_purge import PurgeError, parse_purge, run_purge
+from tina4_sidecar.proxy.admin.auth import TokenCheck, check_bearer
+from tina4_sidecar.proxy.admin.probes import probes_for
+from tina4_sidecar.proxy.admin.purge import PurgeError, parse_purge, run_purge
 from tina4_sidecar.proxy.metrics import Gauges
 from tina4_sidecar.proxy.sidecar import Sidecar
 

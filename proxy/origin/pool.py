@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from tina4_sidecar.proxy.upstream import UpstreamTimeout, UpstreamUnavailable
+from tina4_sidecar.proxy.origin.upstream import UpstreamTimeout, UpstreamUnavailable
 
 
 class Exchange(Protocol):

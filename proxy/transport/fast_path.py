@@ -22,12 +22,12 @@ import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, cast
 
-from tina4_sidecar.proxy.fast_forward import Forwarder, upstream_request
-from tina4_sidecar.proxy.fast_request import BlockParser, Seen, answerable, decide
-from tina4_sidecar.proxy.freshness import State, should_refresh_early, state_of
+from tina4_sidecar.proxy.http.freshness import State, should_refresh_early, state_of
+from tina4_sidecar.proxy.http.request_head import RequestHead
 from tina4_sidecar.proxy.lookup import lookup
-from tina4_sidecar.proxy.near_cache import Prebuilt, hit_headers
-from tina4_sidecar.proxy.request_head import RequestHead
+from tina4_sidecar.proxy.near.cache import Prebuilt, hit_headers
+from tina4_sidecar.proxy.origin.relay import Forwarder, upstream_request
+from tina4_sidecar.proxy.transport.fast_request import BlockParser, Seen, SeenRequests, answerable, decide
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -60,9 +60,11 @@ CLOCK = _Clock()
 
 
 class FastPath(asyncio.Protocol):
-    def __init__(self, sidecar: Sidecar, slow: web.Server) -> None:
+    def __init__(self, sidecar: Sidecar, slow: web.Server, seen: SeenRequests) -> None:
         self.sidecar = sidecar
         self.slow = slow
+        self.seen_requests = seen
+        """The listener's decisions by header block, shared by its connections."""
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.lookup: asyncio.Task[None] | None = None
@@ -147,7 +149,7 @@ class FastPath(asyncio.Protocol):
         """The block's parse and decision: remembered, or made now (None: not for the fast path)."""
         sidecar = self.sidecar
         rules = sidecar.rules
-        seen = sidecar.seen_requests.get(block, rules)
+        seen = self.seen_requests.get(block, rules)
         if seen is not None:
             return seen
         parsed = self.parser.parse(block)
@@ -155,7 +157,7 @@ class FastPath(asyncio.Protocol):
             return None
         head, target = parsed
         seen = decide(head, target, rules, sidecar.origin is not None, sidecar.settings.admin_prefix)
-        sidecar.seen_requests.remember(block, seen)
+        self.seen_requests.remember(block, seen)
         return seen
 
     def _forward(self, seen: Seen) -> None:

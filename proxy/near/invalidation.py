@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 
 from tina4_sidecar.config import SidecarSettings
-from tina4_sidecar.proxy.near_cache import NearCache
+from tina4_sidecar.proxy.near.cache import NearCache
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.factory import changes_of
 from tina4_sidecar.store.fallback import FallbackStore
