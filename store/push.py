@@ -1,6 +1,6 @@
 """Push invalidation: what a change of the response layer announces, on which channel, in what format.
 
-Sidecars keep HIT responses in an in-process near cache (``proxy/near_cache.py``). To trust those
+Sidecars keep HIT responses in an in-process near cache (``proxy/near/cache.py``). To trust those
 copies without asking the store on every HIT, every process that changes the response layer of a
 store with push (Redis, Valkey, Redis Cluster) announces the change on the namespace's channel,
 ``<namespace>:near-invalidate``, AFTER the store has applied it (in one pipeline with the write on
