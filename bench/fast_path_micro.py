@@ -21,6 +21,7 @@ from bench.nginx import TINA4_LIKE_HEADERS
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import Rule, RuleSet
 from tina4_sidecar.proxy.http.entry import Entry
+from tina4_sidecar.proxy.http.limits import Limits
 from tina4_sidecar.proxy.origin.pool import OriginConnection
 from tina4_sidecar.proxy.server import start_sidecar, stop_sidecar
 from tina4_sidecar.proxy.sidecar import Sidecar
@@ -71,7 +72,7 @@ async def measure(requests: int) -> None:
         try:
             sidecar.manifest.rules = RuleSet([Rule(method="GET", path="/api/sized", cache=True, ttl=300)])
             entry = Entry(200, (("Content-Type", "application/json"),), b"x" * 1024, time.time(), 300)
-            protocol = FastPath(sidecar, None, SeenRequests())  # type: ignore[arg-type]  # never hands off here
+            protocol = FastPath(sidecar, None, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]  # never hands off here
             transport = CountingTransport()
             protocol.connection_made(transport)  # type: ignore[arg-type]
             parsed = BlockParser().parse(REQUEST)
@@ -93,7 +94,7 @@ async def measure(requests: int) -> None:
 def forward(sidecar: Sidecar, requests: int) -> None:
     """A GET no rule covers, forwarded on one pooled connection whose app answers at once."""
     assert sidecar.origin is not None
-    protocol = FastPath(sidecar, None, SeenRequests())  # type: ignore[arg-type]
+    protocol = FastPath(sidecar, None, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]
     client = CountingTransport()
     protocol.connection_made(client)  # type: ignore[arg-type]
     origin = OriginConnection(sidecar.origin)

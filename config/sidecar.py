@@ -1,5 +1,6 @@
 """The sidecar's own settings (``TINA4_SIDECAR_*``): where to listen, the app, the manifest, admin."""
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
@@ -51,6 +52,13 @@ class SidecarSettings(BaseSettings):
     )
     upstream_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
         60.0, description="Seconds to wait for the app's response headers before answering 504."
+    )
+    upstream_keepalive: Annotated[float, Field(ge=0, le=3600)] = Field(
+        4.0,
+        description="Seconds an idle connection to the app is kept for the next request (0: none are "
+        "kept). Keep it below the app server's own keep-alive timeout (uvicorn's and Node's are 5 s), so "
+        "the sidecar never reuses a connection the app is closing, and an app that shuts down is not held "
+        "up by the sidecar's idle connections.",
     )
     ignored_query_params: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["utm_*", "fbclid", "gclid"],
@@ -127,6 +135,44 @@ class SidecarSettings(BaseSettings):
         "pub/sub delivery time, or at worst 0.5 s + TINA4_CACHE_TIMEOUT if the subscription dies silently. "
         "Off: TINA4_SIDECAR_NEAR_CACHE_RECHECK applies.",
     )
+    honor_cache_control: bool = Field(
+        False,
+        description="Standards mode: cache as an RFC 9111 shared cache would. Routes without a ResponseCache "
+        "rule are cached by the response's own s-maxage, max-age, Expires or heuristic freshness; a rule's "
+        "TTL is shortened (never lengthened) by the response's, and no-store, private and no-cache are "
+        "honoured on every route; clients' Cache-Control request directives are honoured. Off: only the "
+        "rules cache, for their TTL (Tina4's ResponseCache semantics).",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or CIDR networks of proxies in front of the sidecar (a TLS "
+        "load balancer) whose X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and Forwarded headers "
+        "are kept and extended. From any other peer they are overwritten with what the sidecar saw.",
+    )
+    max_request_line: Annotated[int, Field(ge=256, le=1024 * 1024)] = Field(
+        8192,
+        description="Longest request line (method, target, version) in bytes; longer ones get 414. "
+        "Request targets are part of cache keys, so this also bounds what one key can cost.",
+    )
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = Field(
+        16384,
+        description="Largest request head (request line and header fields) in bytes; larger ones get 431 "
+        "(nginx allows 4 buffers of 8k, Apache 100 fields of 8k each).",
+    )
+    header_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        60.0,
+        description="Seconds a client has to send a whole request head once it started one; a connection "
+        "that sends it slower is closed (nginx's client_header_timeout).",
+    )
+    keepalive_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        75.0, description="Seconds an idle client connection is kept open between requests."
+    )
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        4096,
+        description="Client connections served at once; beyond it new connections are closed at once, "
+        "with a warning (once a minute) and tina4_sidecar_connections_refused_total counting them. Keep it "
+        "below the process's open-file limit, which the store and the app's connections share.",
+    )
     cache_status_name: str = Field(
         "tina4-sidecar",
         description="Cache name in the RFC 9211 Cache-Status header.",
@@ -197,6 +243,19 @@ class SidecarSettings(BaseSettings):
             if port == public_port and (host == public_host or {host, public_host} & wildcard):
                 raise ValueError(f"must differ from TINA4_SIDECAR_LISTEN ({listen})")
         return value.strip()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for part in value:
+                try:
+                    ipaddress.ip_network(str(part), strict=False)
+                except ValueError:
+                    raise ValueError(f"expected an IP address or CIDR network, got {part!r}") from None
+        return value
 
     @field_validator("ignored_query_params", mode="before")
     @classmethod

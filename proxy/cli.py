@@ -127,7 +127,9 @@ async def _routes(settings: SidecarSettings, as_json: bool) -> int:
         static = load_rules_file(settings.rules_file) if settings.rules_file else None
     except Exception as exc:
         raise ConfigError(f"TINA4_SIDECAR_RULES_FILE: {exc}") from None
-    upstream = Upstream(settings.upstream, settings.connect_timeout, settings.upstream_timeout)
+    upstream = Upstream(
+        settings.upstream, settings.connect_timeout, settings.upstream_timeout, settings.upstream_keepalive
+    )
     watcher = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static)
     try:
         ok = await watcher.refresh()

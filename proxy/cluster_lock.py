@@ -8,10 +8,10 @@ import secrets
 import time
 
 from tina4_sidecar.proxy.http.entry import Entry
-from tina4_sidecar.proxy.http.freshness import State, state_of
-from tina4_sidecar.proxy.http.request_head import RequestHead
-from tina4_sidecar.proxy.lookup import Lookup, lookup
+from tina4_sidecar.proxy.http.reuse import Reuse, reuse
+from tina4_sidecar.proxy.lookup import lookup
 from tina4_sidecar.proxy.sidecar import Sidecar
+from tina4_sidecar.proxy.transaction import Transaction
 
 LOCK_PREFIX = "~lock:"
 
@@ -30,25 +30,27 @@ async def acquire_lock(sidecar: Sidecar, key: str) -> str | None:
     return None if await sidecar.store.get(lock) is not None else lock
 
 
-async def fresh_entry(sidecar: Sidecar, head: RequestHead, found: Lookup) -> Entry | None:
-    """The key's entry if it is fresh now (another fetch may have stored it since ``found``)."""
-    again = await lookup(sidecar, found.primary, head)
-    return (
-        again.entry if again.entry is not None and state_of(again.entry, time.time()) is State.FRESH else None
-    )
+async def fresh_entry(tx: Transaction) -> Entry | None:
+    """The key's entry if it may answer now (another fetch may have stored it since the lookup)."""
+    again = await lookup(tx.sidecar, tx.key, tx.head)
+    entry = again.entry
+    if entry is None:
+        return None
+    return entry if reuse(entry, time.time(), tx.directives) is Reuse.FRESH else None
 
 
-async def wait_for_peer(sidecar: Sidecar, head: RequestHead, found: Lookup) -> Entry | None:
+async def wait_for_peer(tx: Transaction) -> Entry | None:
     """Another sidecar holds the lock: poll the store for its entry until the lock goes away."""
+    sidecar = tx.sidecar
     deadline = time.monotonic() + sidecar.settings.lock_seconds
     delay = 0.005
-    lock = LOCK_PREFIX + found.key
+    lock = LOCK_PREFIX + tx.variant_key
     while time.monotonic() < deadline:
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
-        entry = await fresh_entry(sidecar, head, found)
+        entry = await fresh_entry(tx)
         if entry is not None:
             return entry
         if await sidecar.store.get(lock) is None:
-            return await fresh_entry(sidecar, head, found)
+            return await fresh_entry(tx)
     return None

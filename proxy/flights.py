@@ -13,6 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from tina4_sidecar.proxy.bounded import BoundedDict
 from tina4_sidecar.proxy.http.entry import Entry
 
 
@@ -33,15 +34,16 @@ NOT_SHAREABLE = Shared()
 class Flights:
     def __init__(self, hit_for_miss_seconds: float) -> None:
         self._flying: dict[str, asyncio.Future[Shared]] = {}
-        self._hit_for_miss: dict[str, float] = {}
+        self._hit_for_miss: BoundedDict[str, float] = BoundedDict(10_000, 8 * 1024 * 1024)
         self._hit_for_miss_seconds = hit_for_miss_seconds
 
     def waiting_list(self, key: str) -> asyncio.Future[Shared] | None:
         """The running fetch for ``key``, if any (and not marked hit-for-miss)."""
-        if key in self._hit_for_miss:
-            if self._hit_for_miss[key] > time.monotonic():
+        until = self._hit_for_miss.get(key)
+        if until is not None:
+            if until > time.monotonic():
                 return None
-            del self._hit_for_miss[key]
+            self._hit_for_miss.pop(key)
         return self._flying.get(key)
 
     def take_off(self, key: str) -> asyncio.Future[Shared]:
@@ -56,10 +58,7 @@ class Flights:
         if self._flying.get(key) is future:
             del self._flying[key]
         if outcome is NOT_SHAREABLE and self._hit_for_miss_seconds > 0:
-            self._hit_for_miss[key] = time.monotonic() + self._hit_for_miss_seconds
-            if len(self._hit_for_miss) > 10_000:  # bounded: drop the markers that ran out
-                now = time.monotonic()
-                self._hit_for_miss = {k: t for k, t in self._hit_for_miss.items() if t > now}
+            self._hit_for_miss.put(key, time.monotonic() + self._hit_for_miss_seconds, len(key) + 100)
         future.set_result(outcome)
 
     def in_flight(self, key: str) -> bool:

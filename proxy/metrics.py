@@ -18,6 +18,8 @@ URL) or ``none``; ``outcome`` is one of ``OUTCOMES``; ``status`` an HTTP status 
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -51,6 +53,8 @@ ORIGIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 """Seconds the app took to send its response headers."""
 
 PREFIX = "tina4_sidecar"
+
+log = logging.getLogger("tina4_sidecar")
 
 
 class Buckets:
@@ -150,6 +154,8 @@ class Metrics:
         """HITs answered by the protocol-level fast path (a subset of the ``hit`` outcome)."""
         self.unreadable_entries = 0
         self._unreadable_reasons: set[str] = set()
+        self.connections_refused = 0
+        self._refusal_logged = -math.inf
         self._slots: dict[tuple[str, str | None], _Slot] = {}
         self._durations = {outcome: Buckets(REQUEST_BUCKETS) for outcome in OUTCOMES}
         self._origin_statuses: dict[int, int] = {}
@@ -186,6 +192,20 @@ class Metrics:
         self.coalesced += 1
         if route is not None:
             self._route_coalesced[route] = self._route_coalesced.get(route, 0) + 1
+
+    def connection_refused(self, limit: int) -> None:
+        """A connection closed at once because TINA4_SIDECAR_MAX_CONNECTIONS were open (logged at
+        most once a minute, with the count since the last line)."""
+        self.connections_refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= 60:
+            self._refusal_logged = now
+            log.warning(
+                "connection limit reached (%d open, TINA4_SIDECAR_MAX_CONNECTIONS): closing new "
+                "connections; %d refused so far",
+                limit,
+                self.connections_refused,
+            )
 
     def unreadable_entry(self, reason: str) -> bool:
         """A stored entry this sidecar cannot read (another format version, corrupt bytes), taken
@@ -311,6 +331,12 @@ class _Collector(Collector):
             f"{PREFIX}_coalesced_waiters",
             "Requests that waited for another request's fetch instead of asking the app.",
             value=metrics.coalesced,
+        )
+
+        yield CounterMetricFamily(
+            f"{PREFIX}_connections_refused",
+            "Client connections closed at once because TINA4_SIDECAR_MAX_CONNECTIONS were open.",
+            value=metrics.connections_refused,
         )
 
         yield CounterMetricFamily(

@@ -43,7 +43,9 @@ async def start_sidecar(settings: SidecarSettings, cache_settings: CacheSettings
         store = await open_store(cache_settings, "resp")
     except ValueError as exc:  # a malformed URL is a configuration mistake, not an outage
         raise ConfigError(f"TINA4_CACHE_URL: {exc}") from None
-    upstream = Upstream(settings.upstream, settings.connect_timeout, settings.upstream_timeout)
+    upstream = Upstream(
+        settings.upstream, settings.connect_timeout, settings.upstream_timeout, settings.upstream_keepalive
+    )
     manifest = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static)
     await manifest.start()
     sidecar = Sidecar(
@@ -66,45 +68,47 @@ async def stop_sidecar(sidecar: Sidecar) -> None:
 
 
 async def listen(sidecar: Sidecar) -> Listening:
-    """Accept connections: the HIT fast path in front of aiohttp, or aiohttp alone."""
+    """Accept connections through the front door (``FastPath``), which answers what it can itself
+    (with TINA4_SIDECAR_FAST_PATH on) and hands everything else to aiohttp's server."""
     settings = sidecar.settings
+    limits = sidecar.limits
     server = web.Server(
         functools.partial(handle, sidecar),
         request_factory=request_factory(asyncio.get_running_loop()),
         access_log=None,
+        keepalive_timeout=limits.keepalive_timeout,
+        # a margin above ours, so that the pipeline's own check answers 414/431 (transport.limits)
+        max_line_size=2 * limits.max_request_line,
+        max_field_size=2 * limits.max_header_bytes,
     )
     runner = web.ServerRunner(server, handle_signals=False)
     await runner.setup()
     host, port = settings.listen_address
+    seen = SeenRequests()
     try:
-        if settings.fast_path:
-            seen = SeenRequests()
-            listener = await asyncio.get_running_loop().create_server(
-                lambda: FastPath(sidecar, server, seen),
-                host,
-                port,
-                backlog=1024,
-                reuse_port=settings.workers > 1,
-            )
-            return Listening(sidecar, runner, listener)
-        await web.TCPSite(runner, host, port, backlog=1024, reuse_port=settings.workers > 1).start()
-        return Listening(sidecar, runner, None)
+        listener = await asyncio.get_running_loop().create_server(
+            lambda: FastPath(sidecar, server, seen, limits),
+            host,
+            port,
+            backlog=1024,
+            reuse_port=settings.workers > 1,
+        )
     except BaseException:
         await runner.cleanup()
         raise
+    return Listening(sidecar, runner, listener)
 
 
 class Listening:
     """A listening sidecar; ``close()`` stops accepting and ends every connection."""
 
-    def __init__(self, sidecar: Sidecar, runner: web.ServerRunner, listener: asyncio.Server | None) -> None:
+    def __init__(self, sidecar: Sidecar, runner: web.ServerRunner, listener: asyncio.Server) -> None:
         self.sidecar, self.runner, self.listener = sidecar, runner, listener
 
     async def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-            for transport in list(self.sidecar.fast_connections):
-                transport.close()
+        self.listener.close()
+        for transport in list(self.sidecar.fast_connections):
+            transport.close()
         await self.runner.cleanup()
 
 

@@ -9,7 +9,10 @@ from typing import Any
 
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import RuleSet
+from tina4_sidecar.proxy.bounded import BoundedDict
 from tina4_sidecar.proxy.flights import Flights
+from tina4_sidecar.proxy.http.forward_headers import TrustedProxies
+from tina4_sidecar.proxy.http.limits import Limits
 from tina4_sidecar.proxy.http.request_head import RequestHead
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.metrics import Metrics
@@ -34,15 +37,23 @@ class Sidecar:
     near: NearCache = field(init=False)
     near_invalidation: NearInvalidation | None = None
     """Follows the store's invalidation channel (a store with push only): see ``start_sidecar``."""
+    limits: Limits = field(init=False)
+    """What one client connection may cost (TINA4_SIDECAR_MAX_* and the timeouts)."""
+    trusted: TrustedProxies = field(init=False)
+    """Peers whose X-Forwarded-* and Forwarded headers are kept (TINA4_SIDECAR_TRUSTED_PROXIES)."""
     origin: OriginPool | None = field(init=False)
     """Raw connections for the fast path's forwarding; None when the app is not plain http://."""
     fast_connections: set[asyncio.Transport] = field(default_factory=set)
-    _keys: dict[tuple[str, str, str, str], str] = field(default_factory=dict, repr=False)
+    _keys: BoundedDict[tuple[str, str, str, str], str] = field(
+        default_factory=lambda: BoundedDict(10_000, 8 * 1024 * 1024), repr=False
+    )
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     """Fetches and refreshes that may outlive their request; held so they are not collected."""
 
     def __post_init__(self) -> None:
         self.flights = Flights(self.settings.hit_for_miss)
+        self.trusted = TrustedProxies(self.settings.trusted_proxies)
+        self.limits = Limits.of(self.settings)
         shared = self.store.backend_name != "memory"  # only then can another process purge
         self.near = NearCache(
             self.settings.near_cache_entries,
@@ -50,11 +61,19 @@ class Sidecar:
             self.settings.near_cache_recheck if shared else None,
         )
         try:
+            settings = self.settings
             self.origin = OriginPool(
-                self.settings.upstream, self.settings.connect_timeout, self.settings.upstream_timeout
+                settings.upstream,
+                settings.connect_timeout,
+                settings.upstream_timeout,
+                settings.upstream_keepalive,
             )
         except ValueError:
             self.origin = None
+
+    def open_connections(self, slow: Any) -> int:
+        """Client connections open now: the fast path's and those aiohttp's server (``slow``) took over."""
+        return len(self.fast_connections) + len(slow.connections)
 
     def keep[T](self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``work`` as a task that finishes even if the request that started it is cancelled."""
@@ -80,9 +99,7 @@ class Sidecar:
         if key is None:
             # Canonicalising the query (decode, filter, sort) costs more than the rest of a HIT.
             key = self._key(head)
-            if len(self._keys) >= 10_000:
-                self._keys.clear()
-            self._keys[target] = key
+            self._keys.put(target, key, 2 * len(key) + 200)
         return key
 
     def _key(self, head: RequestHead) -> str:

@@ -15,7 +15,10 @@ from urllib.parse import unquote_plus
 
 
 class QueryFilter:
-    """Drops query parameters whose names match shell-style patterns such as ``utm_*``."""
+    """Drops query parameters whose names match shell-style patterns such as ``utm_*``.
+
+    Parameters are split on ``&`` only, as Tina4 parses query strings (``a=1;b=2`` is one
+    parameter ``a`` with the value ``1;b=2`` there, so here too)."""
 
     def __init__(self, ignored: Iterable[str] = ()) -> None:
         patterns = [translate(name) for name in ignored]
@@ -30,6 +33,15 @@ class QueryFilter:
             parts = [part for part in parts if not self._ignored.fullmatch(_name(part))]
         parts.sort(key=_name)
         return "&".join(parts)
+
+    def stripped(self, raw_query: str) -> str:
+        """The query string without the ignored parameters, the others in their order: what the
+        app is asked on a cached route, so it never sees (and reflects into the shared page) a
+        parameter that is not part of the cache key."""
+        if not raw_query or self._ignored is None:
+            return raw_query
+        parts = raw_query.split("&")
+        return "&".join(part for part in parts if part and not self._ignored.fullmatch(_name(part)))
 
 
 def _name(part: str) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from email.utils import parsedate_to_datetime
+
+from tina4_sidecar.proxy.http.dates import parse_http_date
 
 KEPT_ON_304 = ("cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified")
-CLIENT_CONDITIONALS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range")
 
 
 def body_etag(body: bytes) -> str:
@@ -36,14 +36,26 @@ def not_modified(request_headers: Mapping[str, str], etag: str | None, last_modi
     if_none_match = request_headers.get("If-None-Match")
     if if_none_match is not None:
         return etag_matches(if_none_match, etag)  # IMS is ignored when INM is present
-    since = request_headers.get("If-Modified-Since")
-    if since is None or last_modified is None:
+    since = parse_http_date(request_headers.get("If-Modified-Since"))
+    modified = parse_http_date(last_modified)
+    if since is None or modified is None:  # an invalid date is ignored (RFC 9110 section 13.1.3)
         return False
-    try:
-        return parsedate_to_datetime(last_modified) <= parsedate_to_datetime(since)
-    except (TypeError, ValueError, IndexError):
-        return False
+    return modified <= since
 
 
 def headers_for_304(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(name, value) for name, value in headers if name.lower() in KEPT_ON_304]
+
+
+NOT_UPDATED_BY_304 = frozenset({"content-length", "content-encoding", "transfer-encoding", "content-range"})
+"""Never taken from a 304 onto the stored response (RFC 9111 section 3.2)."""
+
+
+def freshened(stored: Iterable[tuple[str, str]], update: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The stored response's headers updated by a 304's (RFC 9111 section 4.3.4): each field the
+    304 carries replaces the stored one, all its lines. What the 304 brings (a ``Set-Cookie``,
+    ``private``) goes through the storability rules again before anything is stored."""
+    update = list(update)
+    names = {name.lower() for name, _ in update} - NOT_UPDATED_BY_304
+    kept = [(name, value) for name, value in stored if name.lower() not in names]
+    return kept + [(name, value) for name, value in update if name.lower() in names]

@@ -5,8 +5,10 @@ Format (no pickle: a store shared with other processes must never execute what i
     b"T4SR" | version u8 | status u16 | stored_at f64 | ttl u32 | meta length u32 | meta | body
 
 ``meta`` is JSON: the end-to-end response headers as ``[name, value]`` pairs in order
-(repeated names kept), the request's values of the headers named by ``Vary``, and the
-invalidation tokens the entry depends on.
+(repeated names kept), the request's values of the headers named by ``Vary``, the
+invalidation tokens the entry depends on, the stale windows and fetch time, and (standards
+mode) the age the response had on arrival and how it may be reused. Keys a reader does not
+know are ignored and missing ones take their defaults, so adding one needs no new ``VERSION``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ class Entry:
     stale_if_error: int = 0
     fetch_seconds: float = 0.0
     """How long the app took to produce it (drives early refresh)."""
+    initial_age: int = 0
+    """Seconds old the response already was when it arrived (RFC 9111 section 4.2.3)."""
+    revalidate: bool = False
+    """Never reused without asking the app first (``no-cache``): a conditional fetch on every use."""
+    no_stale: bool = False
+    """Never served stale (``must-revalidate``, ``proxy-revalidate``, ``s-maxage``)."""
+    shared_auth: bool = False
+    """May answer requests that carry credentials (``public`` or ``s-maxage``; standards mode)."""
 
     def expires_at(self) -> float:
         return self.stored_at + self.ttl
@@ -62,7 +72,7 @@ class Entry:
         return round(left) if left >= 0 else -math.ceil(-left)
 
     def age(self, now: float) -> int:
-        return max(0, int(now - self.stored_at))
+        return self.initial_age + max(0, int(now - self.stored_at))
 
     def header(self, name: str) -> str | None:
         lower = name.lower()
@@ -79,6 +89,7 @@ class Entry:
                 "v": [list(pair) for pair in self.vary],
                 "t": [list(pair) for pair in self.tokens],
                 "w": [self.stale_while_revalidate, self.stale_if_error, self.fetch_seconds],
+                "f": [self.initial_age, self.revalidate, self.no_stale, self.shared_auth],
             },
             separators=(",", ":"),
         ).encode()
@@ -103,6 +114,7 @@ class Entry:
             vary = _pairs(meta["v"])
             tokens = _pairs(meta.get("t", []))
             swr, sie, fetch_seconds = meta.get("w", (0, 0, 0.0))
+            initial_age, revalidate, no_stale, shared_auth = meta.get("f", (0, False, False, False))
         except (ValueError, KeyError, TypeError) as exc:
             raise EntryError(f"bad metadata: {exc}") from None
         return cls(
@@ -116,6 +128,10 @@ class Entry:
             int(swr),
             int(sie),
             float(fetch_seconds),
+            int(initial_age),
+            bool(revalidate),
+            bool(no_stale),
+            bool(shared_auth),
         )
 
 

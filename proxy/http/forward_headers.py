@@ -2,16 +2,20 @@
 
 Hop-by-hop headers (and any header named in ``Connection``) are dropped in both
 directions; ``X-Forwarded-For`` gains the client's address, while ``X-Forwarded-Proto`` and
-``X-Forwarded-Host`` are set from what the sidecar itself saw, so a client cannot smuggle
-a forged host into the app's generated links (and from there into a cached page). ``Host`` is
-the host the sidecar served the request for, so the app and the cache key never disagree on it.
+``X-Forwarded-Host`` are set from what the sidecar itself saw (and ``Forwarded`` is dropped), so
+a client cannot smuggle a forged host into the app's generated links (and from there into a
+cached page). Only a peer listed in ``TINA4_SIDECAR_TRUSTED_PROXIES`` (a TLS load balancer in
+front of the sidecar) has its ``X-Forwarded-Proto``/``-Host`` and ``Forwarded`` kept, and
+extended with the sidecar's own hop. ``Host`` is the host the sidecar served the request for, so
+the app and the cache key never disagree on it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 HOP_BY_HOP = frozenset(
     {
@@ -28,9 +32,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def end_to_end(
-    headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Iterable[str] = ()
-) -> CIMultiDict[str]:
+def end_to_end(headers: MultiMapping[str], drop: Iterable[str] = ()) -> CIMultiDict[str]:
     """A copy without hop-by-hop headers, the ones named in Connection, and ``drop``."""
     named = {
         token.strip().lower()
@@ -42,8 +44,31 @@ def end_to_end(
     return CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in excluded)
 
 
+class TrustedProxies:
+    """The peers whose forwarding headers are believed (addresses and CIDR networks)."""
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        self._networks = [ipaddress.ip_network(network, strict=False) for network in networks]
+
+    def __contains__(self, peer: object) -> bool:
+        if not self._networks or not isinstance(peer, str):
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+
+NOBODY = TrustedProxies()
+
+
 def to_upstream(
-    headers: CIMultiDictProxy[str], client_ip: str | None, scheme: str, host: str
+    headers: CIMultiDictProxy[str],
+    client_ip: str | None,
+    scheme: str,
+    host: str,
+    trusted: TrustedProxies = NOBODY,
 ) -> CIMultiDict[str]:
     """Request headers for the app: end-to-end ones plus X-Forwarded-For/Proto/Host.
 
@@ -53,7 +78,43 @@ def to_upstream(
     if client_ip:
         prior = ", ".join(out.getall("X-Forwarded-For", ()))
         out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
-    out["X-Forwarded-Proto"] = scheme
-    out["X-Forwarded-Host"] = host
+    if client_ip in trusted:
+        out.setdefault("X-Forwarded-Proto", scheme)
+        out.setdefault("X-Forwarded-Host", host)
+        if "Forwarded" in out and client_ip:
+            node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
+            out["Forwarded"] = ", ".join([*out.getall("Forwarded"), f"for={node}"])
+    else:
+        out["X-Forwarded-Proto"] = scheme
+        out["X-Forwarded-Host"] = host
+        out.popall("Forwarded", None)
     out["Host"] = host
+    return out
+
+
+CLIENT_CONDITIONALS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range")
+
+
+def fill_request(
+    headers: CIMultiDictProxy[str],
+    client_ip: str | None,
+    scheme: str,
+    host: str,
+    trusted: TrustedProxies,
+    accept_encoding: str,
+    validators: tuple[str | None, str | None] = (None, None),
+) -> CIMultiDict[str]:
+    """The request the cache sends the app to fill an entry: ``to_upstream``'s, without the
+    client's own conditionals and cache directives (the cache needs a whole, current answer),
+    with the normalised ``accept_encoding`` its variant is keyed by, and the stale entry's
+    ``validators`` (ETag, Last-Modified) so that an unchanged answer comes back as a 304."""
+    out = to_upstream(headers, client_ip, scheme, host, trusted)
+    for name in (*CLIENT_CONDITIONALS, "Cache-Control", "Pragma"):
+        out.popall(name, None)
+    out["Accept-Encoding"] = accept_encoding
+    etag, modified = validators
+    if etag is not None:
+        out["If-None-Match"] = etag
+    if modified is not None:
+        out["If-Modified-Since"] = modified
     return out

@@ -12,8 +12,9 @@ refused (400).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
+
+from multidict import MultiMapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +30,8 @@ class RequestHead:
     """Path as sent (percent-encoding kept), without the query string."""
     query: str
     """Raw query string without the leading '?'."""
-    headers: Mapping[str, str]
-    """Case-insensitive mapping (aiohttp's CIMultiDictProxy satisfies it)."""
+    headers: MultiMapping[str]
+    """Case-insensitive multidict: aiohttp's CIMultiDictProxy, or the fast path's CIMultiDict."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -84,6 +85,30 @@ def parse_target(method: str, target: str) -> Target:
         raise BadTarget("the request target's authority must be a host with an optional port")
     raw_path, query = _split_path(rest[end:])
     return Target(raw_path or "/", query, authority=authority)
+
+
+_HOST = re.compile(
+    r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._~!$&'()*+,;=%-]+))"  # IP literal or reg-name/IPv4
+    r"(?::(?P<port>[0-9]{0,5}))?"
+)
+
+
+def normalized_host(value: str, scheme: str = "http") -> str | None:
+    """A Host (or absolute-form authority) as the cache key and the app get it: lower-cased, the
+    scheme's default port dropped; None when it is not a valid ``host[:port]`` (RFC 9110 section
+    7.2, RFC 3986 section 3.2.2: no path, no userinfo, no spaces), which is answered 400, so that
+    ``Host: shop.example/c`` can never share keys with a path."""
+    host = value.strip().lower()
+    match = _HOST.fullmatch(host)
+    if match is None:
+        return None
+    port = match.group("port") or None  # "host:" has an empty port: the default one
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    name = f"[{match.group('ip6')}]" if match.group("ip6") is not None else match.group("name")
+    if port is None or int(port) == {"http": 80, "https": 443}.get(scheme):
+        return name
+    return f"{name}:{int(port)}"
 
 
 def origin_form(target: str) -> str:

@@ -31,21 +31,6 @@ from tina4_sidecar.proxy.http import cache_headers as ch
 from tina4_sidecar.proxy.http.entry import Entry
 from tina4_sidecar.store.push import EVERYTHING, Change
 
-# Set per hit by the fast path, or hop-by-hop: never part of the prebuilt bytes.
-_DYNAMIC = frozenset(
-    {
-        "date",
-        "x-cache",
-        "x-cache-ttl",
-        "age",
-        "cache-status",
-        "content-length",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-    }
-)
-
 
 @dataclass(slots=True)
 class Prebuilt:
@@ -53,7 +38,9 @@ class Prebuilt:
     status_and_headers: bytes
     """Status line and the entry's headers (CRLF-terminated lines), with Content-Length."""
     cache_status: str | None
-    """An inner cache's Cache-Status member to keep in front of ours."""
+    """An inner cache's Cache-Status members to keep in front of ours."""
+    dated: bool
+    """The entry has its own Date (replayed); else each answer gets the time it is sent."""
     trusted_until: float
     """Monotonic time after which the store is asked again."""
     size: int
@@ -66,21 +53,17 @@ class Prebuilt:
     """The per-hit headers, built once per wall-clock second (they only change by the second)."""
 
 
-def prebuild(entry: Entry) -> tuple[bytes, str | None]:
+def prebuild(entry: Entry) -> tuple[bytes, ch.Replayed]:
+    """The status line and the entry's replayed headers (``cache_headers.replayed``, as the aiohttp
+    path answers them, the body's Content-Length among them)."""
     try:
         reason = HTTPStatus(entry.status).phrase
     except ValueError:
         reason = ""
+    replayed = ch.replayed(entry)
     lines = [f"HTTP/1.1 {entry.status} {reason}".rstrip()]
-    inner = None
-    for name, value in entry.headers:
-        lower = name.lower()
-        if lower == "cache-status":
-            inner = value if inner is None else f"{inner}, {value}"
-        elif lower not in _DYNAMIC:
-            lines.append(f"{name}: {value}")
-    lines.append(f"Content-Length: {len(entry.body)}")
-    return ("\r\n".join(lines) + "\r\n").encode("latin-1", "surrogateescape"), inner
+    lines.extend(f"{name}: {value}" for name, value in replayed.headers)
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1", "surrogateescape"), replayed
 
 
 RECENT_CHANGES = 1024
@@ -125,10 +108,10 @@ class NearCache:
         answered for the request at hand but not kept.
         """
         self._discard(key)
-        size = len(entry.body) + 512
+        size = len(entry.body) + len(key) + 512
         if size > self._max_bytes // 4:
             return None  # a few large bodies must not push out every small one
-        head, inner = prebuild(entry)
+        head, replayed = prebuild(entry)
         now = time.monotonic()
         lifetime = entry.expires_at() - time.time()
         scopes = frozenset(name for name, _ in entry.tokens)
@@ -136,7 +119,16 @@ class NearCache:
         pushed = generation is not None and not raced and now < self._push_until
         if not pushed and self._recheck is not None:
             lifetime = min(lifetime, self._recheck)
-        item = Prebuilt(entry, head, inner, now + lifetime, size + len(head), scopes, pushed)
+        item = Prebuilt(
+            entry,
+            head,
+            replayed.inner_status,
+            replayed.dated,
+            now + lifetime,
+            size + len(head),
+            scopes,
+            pushed,
+        )
         if raced:
             return item
         self._entries[key] = item
@@ -208,25 +200,17 @@ class NearCache:
 
 
 def hit_headers(item: Prebuilt, name: str, date: bytes) -> bytes:
-    """The per-hit part: Date, X-Cache, X-Cache-TTL, Age and Cache-Status (cached per second)."""
+    """The per-hit part (``cache_headers.answer_headers`` for a HIT, and a Date when the entry has
+    none), built once per wall-clock second."""
     now = time.time()
     second = int(now)
     if second == item.dynamic_second:
         return item.dynamic
-    entry = item.entry
-    remaining = max(0, entry.remaining(now))
-    member = ch.cache_status_hit(name, remaining)
-    status = ch.append_member(item.cache_status, member)
-    item.dynamic = (
-        b"Date: "
-        + date
-        + b"\r\nX-Cache: HIT\r\nX-Cache-TTL: "
-        + str(remaining).encode()
-        + b"\r\nAge: "
-        + str(entry.age(now)).encode()
-        + b"\r\nCache-Status: "
-        + status.encode("latin-1", "surrogateescape")
-        + b"\r\n\r\n"
+    lines = [] if item.dated else [b"Date: " + date]
+    lines.extend(
+        f"{header}: {value}".encode("latin-1", "surrogateescape")
+        for header, value in ch.answer_headers(ch.Kind.HIT, item.entry, now, name, item.cache_status)
     )
+    item.dynamic = b"\r\n".join(lines) + b"\r\n\r\n"
     item.dynamic_second = second
     return item.dynamic

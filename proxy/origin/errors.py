@@ -24,4 +24,5 @@ def gateway_error_body(upstream: str, exc: Exception) -> tuple[int, str]:
     status = 504 if timed_out else 502
     error = "upstream timed out" if timed_out else "upstream unavailable"
     log.warning("%s: %s (%s)", error, upstream, exc)
-    return status, json.dumps({"error": error, "status": status, "upstream": upstream})
+    # The app's address is logged, never told to clients: it maps the network behind the sidecar.
+    return status, json.dumps({"error": error, "status": status})

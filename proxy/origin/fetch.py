@@ -3,24 +3,25 @@
 A cacheable fetch is always a GET (a HEAD is filled from the GET), carries the normalised
 Accept-Encoding its variant is keyed by, never carries the client's own conditional headers
 (the cache needs the whole body), and carries the stale entry's validators instead, so an
-unchanged resource comes back as a cheap 304.
+unchanged resource comes back as a cheap 304. What is stored, and for how long, is
+``http.storage``'s decision; this module turns it into an ``Entry`` and writes it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from dataclasses import replace
+from email.utils import formatdate
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy.http import cache_headers as ch
-from tina4_sidecar.proxy.http.cacheability import vary_names
-from tina4_sidecar.proxy.http.conditional import CLIENT_CONDITIONALS, body_etag
+from tina4_sidecar.proxy.http import fields
+from tina4_sidecar.proxy.http.conditional import body_etag, freshened
 from tina4_sidecar.proxy.http.entry import Entry
-from tina4_sidecar.proxy.http.forward_headers import end_to_end, to_upstream
-from tina4_sidecar.proxy.http.freshness import jittered, stale_windows, storage_ttl
-from tina4_sidecar.proxy.http.request_head import RequestHead
+from tina4_sidecar.proxy.http.forward_headers import end_to_end, fill_request
+from tina4_sidecar.proxy.http.freshness import jittered, storage_ttl
+from tina4_sidecar.proxy.http.storage import Exchange, Storage, decide
 from tina4_sidecar.proxy.http.variants import (
     encode_index,
     normalize_accept_encoding,
@@ -28,99 +29,139 @@ from tina4_sidecar.proxy.http.variants import (
     variant_key,
 )
 from tina4_sidecar.proxy.sidecar import Sidecar
+from tina4_sidecar.proxy.transaction import Transaction
 from tina4_sidecar.store.invalidation import read_tokens
 from tina4_sidecar.store.response_key import TAG_EPOCH, tag_scope
 
-# Never replayed from a 304 onto the stored response (RFC 9111 section 3.2).
-_NOT_UPDATED_BY_304 = frozenset({"content-length", "content-encoding", "transfer-encoding", "content-range"})
+
+def origin_headers(tx: Transaction) -> CIMultiDict[str]:
+    head = tx.head
+    stale = tx.entry
+    validators = (
+        (stale.header("ETag"), stale.header("Last-Modified"))
+        if stale and stale.status == 200
+        else (None, None)
+    )
+    accept_encoding = normalize_accept_encoding(", ".join(fields.lines(head.headers, "Accept-Encoding")))
+    return fill_request(
+        _proxy(head.headers),
+        tx.client_ip,
+        head.scheme,
+        head.host,
+        tx.sidecar.trusted,
+        accept_encoding,
+        validators,
+    )
 
 
-def origin_headers(
-    headers: CIMultiDictProxy[str], client_ip: str | None, head: RequestHead, stale: Entry | None
-) -> CIMultiDict[str]:
-    out = to_upstream(headers, client_ip, head.scheme, head.host)
-    for name in CLIENT_CONDITIONALS:
-        out.popall(name, None)
-    out["Accept-Encoding"] = normalize_accept_encoding(head.header("Accept-Encoding"))
-    if stale is not None and stale.status == 200:
-        etag, modified = stale.header("ETag"), stale.header("Last-Modified")
-        if etag is not None:
-            out["If-None-Match"] = etag
-        elif modified is not None:
-            out["If-Modified-Since"] = modified
-    return out
+def _proxy(headers: object) -> CIMultiDictProxy[str]:
+    if isinstance(headers, CIMultiDictProxy):
+        return headers
+    return CIMultiDictProxy(CIMultiDict(headers))  # type: ignore[arg-type]
 
 
-def response_vary_names(headers: Mapping[str, str]) -> list[str]:
-    names = vary_names(headers)
-    if "Content-Encoding" in headers and "accept-encoding" not in names:
+def storage_for(tx: Transaction, status: int, headers: fields.Headers) -> Storage | str:
+    """The storage decision for the app's answer to this transaction's fetch."""
+    settings = tx.sidecar.settings
+    exchange = Exchange("GET", tx.head.headers, status, headers, tx.request_time, tx.response_time)
+    storage = decide(
+        exchange,
+        tx.rule,
+        settings.honor_cache_control,
+        settings.stale_while_revalidate,
+        settings.stale_if_error,
+    )
+    if isinstance(storage, Storage) and storage.rule_ttl:
+        storage = _with_ttl(storage, jittered(storage.ttl, settings.ttl_jitter))
+    return storage
+
+
+def _with_ttl(storage: Storage, ttl: int) -> Storage:
+    return replace(storage, ttl=ttl)
+
+
+def response_vary_names(headers: fields.Headers) -> list[str]:
+    names = fields.vary(headers)
+    if fields.has(headers, "Content-Encoding") and "accept-encoding" not in names:
         # A compressed body without Vary must still only reach clients that accept it.
         names.append("accept-encoding")
     return sorted(set(names))
 
 
+def stored_headers(
+    sidecar: Sidecar, upstream_headers: fields.Headers, body: bytes | None
+) -> CIMultiDict[str]:
+    """The end-to-end headers an entry keeps: without the cache's own, the tag header and what is
+    meant for the surrogate only, with a ``Date`` (the app's, else now) and, for a 200, an ETag."""
+    headers = end_to_end(
+        _proxy(upstream_headers), drop=(*ch.OWN_HEADERS, *ch.SURROGATE_ONLY, sidecar.settings.tag_header)
+    )
+    if "Date" not in headers:
+        headers["Date"] = formatdate(usegmt=True)
+    if body is not None and "ETag" not in headers:
+        headers["ETag"] = body_etag(body)
+    return headers
+
+
 async def make_entry(
-    sidecar: Sidecar,
-    head: RequestHead,
-    rule: Rule,
-    status: int,
-    upstream_headers: CIMultiDictProxy[str],
-    body: bytes,
-    tokens: Mapping[str, str | None],
-    fetch_seconds: float,
+    tx: Transaction, storage: Storage, status: int, upstream_headers: fields.Headers, body: bytes
 ) -> Entry | None:
     """The entry to store, or None when a tag purge ran while the app was answering."""
-    settings = sidecar.settings
+    sidecar = tx.sidecar
+    tokens = tx.found.tokens if tx.found is not None else {}
     recorded = {name: token for name, token in tokens.items() if name != TAG_EPOCH}
-    tags = (*rule.tags, *header_tags(upstream_headers.get(settings.tag_header, "")))
+    rule_tags = tx.rule.tags if tx.rule is not None else ()
+    header = ", ".join(fields.lines(upstream_headers, sidecar.settings.tag_header))
+    tags = (*rule_tags, *header_tags(header))
     if tags:
         tag_scopes = [tag_scope(tag) for tag in dict.fromkeys(tags)]
         current = await read_tokens(sidecar.store, [*tag_scopes, TAG_EPOCH])
         if current[TAG_EPOCH] != tokens.get(TAG_EPOCH):
             return None
         recorded.update((name, current[name]) for name in tag_scopes)
-    headers = end_to_end(upstream_headers, drop=(*ch.OWN_HEADERS, settings.tag_header))
-    if status == 200 and "ETag" not in headers:
-        headers["ETag"] = body_etag(body)
-    swr, sie = stale_windows(
-        upstream_headers,
-        settings.stale_while_revalidate
-        if rule.stale_while_revalidate is None
-        else rule.stale_while_revalidate,
-        settings.stale_if_error if rule.stale_if_error is None else rule.stale_if_error,
-    )
+    headers = stored_headers(sidecar, upstream_headers, body if status == 200 else None)
+    return entry_from(tx, storage, status, tuple(headers.items()), body, tuple(recorded.items()))
+
+
+def entry_from(
+    tx: Transaction,
+    storage: Storage,
+    status: int,
+    headers: tuple[tuple[str, str], ...],
+    body: bytes,
+    tokens: tuple[tuple[str, str | None], ...],
+) -> Entry:
     return Entry(
         status=status,
-        headers=tuple(headers.items()),
+        headers=headers,
         body=body,
         stored_at=time.time(),
-        ttl=jittered(rule.ttl, settings.ttl_jitter),
-        vary=request_values(response_vary_names(upstream_headers), head.headers),
-        tokens=tuple(recorded.items()),
-        stale_while_revalidate=swr,
-        stale_if_error=sie,
-        fetch_seconds=fetch_seconds,
+        ttl=storage.ttl,
+        vary=request_values(response_vary_names(headers), tx.head.headers),
+        tokens=tokens,
+        stale_while_revalidate=storage.stale_while_revalidate,
+        stale_if_error=storage.stale_if_error,
+        fetch_seconds=tx.fetch_seconds,
+        initial_age=storage.initial_age,
+        revalidate=storage.revalidate,
+        no_stale=storage.no_stale,
+        shared_auth=storage.shared_auth,
     )
 
 
-def revalidated(stale: Entry, not_modified_headers: CIMultiDictProxy[str], fetch_seconds: float) -> Entry:
-    """The stale entry made fresh by a 304, with the 304's updated headers (RFC 9111 4.3.4)."""
-    updates = end_to_end(not_modified_headers, drop=ch.OWN_HEADERS)
-    names = {name.lower() for name in updates} - _NOT_UPDATED_BY_304
-    kept = [(name, value) for name, value in stale.headers if name.lower() not in names]
-    fresh = [(name, value) for name, value in updates.items() if name.lower() in names]
-    return Entry(
-        status=stale.status,
-        headers=(*kept, *fresh),
-        body=stale.body,
-        stored_at=time.time(),
-        ttl=stale.ttl,
-        vary=stale.vary,
-        tokens=stale.tokens,
-        stale_while_revalidate=stale.stale_while_revalidate,
-        stale_if_error=stale.stale_if_error,
-        fetch_seconds=fetch_seconds,
-    )
+def revalidated(tx: Transaction, stale: Entry, not_modified: fields.Headers) -> tuple[Entry, bool]:
+    """The stale entry updated by the app's 304 (RFC 9111 section 4.3.4), and whether it may be
+    stored and shared again: the 304's headers go through the storability rules like a fresh
+    answer's, so a 304 that sets a cookie or turns the response private is answered to its
+    own client only, and never merged into the shared entry."""
+    update = end_to_end(_proxy(not_modified), drop=(*ch.OWN_HEADERS, *ch.SURROGATE_ONLY))
+    merged = freshened(stale.headers, update.items())
+    storage = storage_for(tx, stale.status, merged)
+    if not isinstance(storage, Storage):
+        answer = Entry(stale.status, tuple(merged), stale.body, time.time(), 0, vary=stale.vary)
+        return answer, False
+    kept = tuple((name, value) for name, value in merged if name.lower() != "set-cookie")
+    return entry_from(tx, storage, stale.status, kept, stale.body, stale.tokens), True
 
 
 async def store_entry(sidecar: Sidecar, primary: str, entry: Entry) -> bool:

@@ -9,6 +9,12 @@ never by hand) and every parsed piece goes straight to the ``Exchange`` that ask
 Timeouts follow the aiohttp client's meaning: ``connect_timeout`` to open a connection, and
 ``read_timeout`` as the longest silence from the app while a response is due (before the
 headers and between body reads).
+
+One request, one response: a connection goes back to the pool at most once per request it
+carried, and only after the read that completed the response has been parsed to its end. A byte
+after a complete response (a body on a 204 or 304, a second response nobody asked for) means the
+app's framing cannot be trusted: the connection is closed, never pooled, so the next request can
+never be answered with bytes meant for another (a user's page with their cookie, say).
 """
 
 from __future__ import annotations
@@ -44,7 +50,15 @@ class OriginConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # A bare LF as line end, as aiohttp's client (the other transport) and nginx accept it
+        # from an upstream; everything else of llhttp's strictness stays.
+        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.exchange: Exchange | None = None
+        self.completed: Exchange | None = None
+        """The exchange whose response just ended, until the read that ended it is parsed whole."""
+        self.reusable = False
+        self.poisoned = False
+        """Bytes came that no request asked for: the connection is closed, never reused."""
         self.open = True
         self.received = False
         self.informational = False
@@ -53,6 +67,7 @@ class OriginConnection(asyncio.Protocol):
         self.body_until_close = False
         self.framed = False
         self.last_read = 0.0
+        self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
 
     def send(self, exchange: Exchange, request: bytes) -> None:
@@ -86,25 +101,45 @@ class OriginConnection(asyncio.Protocol):
         self.last_read = self.loop.time()
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamUnavailable(f"malformed response from the app: {exc}"))
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamUnavailable("the app switched protocols for a request that asked for none"))
             return
-        exchange.flush()
+        except httptools.HttpParserError as exc:
+            if self.completed is None:
+                self._fail(UpstreamUnavailable(f"malformed response from the app: {exc}"))
+                return
+            self.poisoned = True  # garbage after a whole response: the response stands, the connection not
+        if self.completed is not None:
+            self._complete()
+        else:
+            exchange.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
         self.pool.forget(self)
         if self.exchange is None:
             return
-        if self.body_until_close:  # no Content-Length, no chunks: the close ends the body
+        if self.body_until_close and exc is None:  # no Content-Length, no chunks: a clean close ends it
             self.on_message_complete()
-            return
+            self._complete()
+            return  # (a reset instead is a body cut short: failed below, never complete-looking)
         self._fail(UpstreamUnavailable(f"the app closed the connection ({exc or 'EOF'})"))
+
+    def _complete(self) -> None:
+        """The response ended and its read is parsed whole: pool the connection (once) if clean."""
+        exchange, self.completed = self.completed, None
+        self.pool.release(self, self.reusable and not self.poisoned and self.open)
+        if exchange is not None:
+            exchange.response_end()
 
     # -- llhttp callbacks --------------------------------------------------------------------------
 
-    # No on_message_begin: each callback llhttp makes costs a Python call per response; the state
-    # is reset by send() and after an interim (1xx) response instead.
+    def on_message_begin(self) -> None:
+        # llhttp calls this on the first byte of a message: one with no request waiting for it
+        # is a response nobody asked for (or the rest of a body a 204 must not have).
+        if self.exchange is None:
+            self.poisoned = True
+
     def _new_message(self) -> None:
         self.reason = b""
         self.headers = []
@@ -112,15 +147,20 @@ class OriginConnection(asyncio.Protocol):
         self.body_until_close = False
 
     def on_status(self, reason: bytes) -> None:
-        self.reason += reason
+        if self.exchange is not None:
+            self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.exchange is None:
+            return
         self.headers.append((name, value))
         # len() first: lowering every name of every response costs more than the rest of this.
         if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
             self.framed = True
 
     def on_headers_complete(self) -> None:
+        if self.exchange is None:
+            return
         status = self.parser.get_status_code()
         self.informational = 100 <= status < 200
         if self.informational or self.exchange is None:
@@ -133,15 +173,15 @@ class OriginConnection(asyncio.Protocol):
             self.exchange.response_body(body)
 
     def on_message_complete(self) -> None:
+        if self.exchange is None:
+            self.poisoned = True  # a second response in one read
+            return
         if self.informational:
             self.informational = False
             self._new_message()
             return
-        exchange, self.exchange = self.exchange, None
-        reusable = self.open and not self.body_until_close and self.parser.should_keep_alive()
-        self.pool.release(self, reusable)
-        if exchange is not None:
-            exchange.response_end()
+        self.completed, self.exchange = self.exchange, None
+        self.reusable = self.open and not self.body_until_close and self.parser.should_keep_alive()
 
     # -- failures ----------------------------------------------------------------------------------
 
@@ -170,7 +210,9 @@ class OriginConnection(asyncio.Protocol):
 class OriginPool:
     """Idle keep-alive connections to one ``http://host:port[/prefix]`` app, reused newest first."""
 
-    def __init__(self, base_url: str, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self, base_url: str, connect_timeout: float, read_timeout: float, keepalive: float = 4.0
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or parts.hostname is None:
             raise ValueError(f"only http:// apps are forwarded below aiohttp, not {base_url!r}")
@@ -179,16 +221,28 @@ class OriginPool:
         self.prefix = parts.path.rstrip("/").encode("latin-1")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.keepalive = keepalive
+        """Seconds an idle connection may wait to be reused (TINA4_SIDECAR_UPSTREAM_KEEPALIVE)."""
         self._idle: list[OriginConnection] = []
         self._closed = False
 
     def take(self) -> OriginConnection | None:
-        """An idle connection, newest first (the app may still close it as it is reused)."""
+        """An idle connection, newest first (the app may still close it as it is reused); those idle
+        for longer than ``keepalive`` are closed instead (the app may be closing them right now)."""
+        if self._idle and self._idle[0].idle_since < asyncio.get_running_loop().time() - self.keepalive:
+            self._close_stale()
         while self._idle:
             connection = self._idle.pop()
             if connection.open and connection.transport is not None and not connection.transport.is_closing():
                 return connection
         return None
+
+    def _close_stale(self) -> None:
+        oldest = asyncio.get_running_loop().time() - self.keepalive
+        stale = [connection for connection in self._idle if connection.idle_since < oldest]
+        self._idle = [connection for connection in self._idle if connection.idle_since >= oldest]
+        for connection in stale:
+            connection.abort()
 
     async def connect(self) -> OriginConnection:
         """A new connection; ``UPSTREAM_ERRORS`` when the app cannot be reached in time."""
@@ -205,8 +259,11 @@ class OriginPool:
         return protocol
 
     def release(self, connection: OriginConnection, reusable: bool) -> None:
-        if reusable and not self._closed:
-            self._idle.append(connection)
+        """The end of one exchange on ``connection``: idle again, or closed."""
+        if reusable and not self._closed and self.keepalive > 0:
+            if connection not in self._idle:  # never twice: two requests would share it
+                connection.idle_since = asyncio.get_running_loop().time()
+                self._idle.append(connection)
         elif connection.transport is not None:
             connection.transport.close()
 

@@ -1,84 +1,79 @@
-"""Background refreshes (stale-while-revalidate, early refresh): one per key, outliving the request."""
+"""Background refreshes (stale-while-revalidate, early refresh): one per key, outliving the request.
+
+A refresh is the miss path's fetch and store without a client: the same request for the app
+(``fetch.origin_headers``), the same storage decision and the same 304 handling, on a copy of
+the transaction that triggered it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from dataclasses import replace
 
-from aiohttp import web
-from multidict import CIMultiDict
-
-from tina4_sidecar.config.rules import Rule
 from tina4_sidecar.proxy.cluster_lock import acquire_lock
 from tina4_sidecar.proxy.flights import NOT_SHAREABLE, Shared
-from tina4_sidecar.proxy.http.cacheability import unstorable_reason
 from tina4_sidecar.proxy.http.entry import Entry
-from tina4_sidecar.proxy.http.request_head import RequestHead
-from tina4_sidecar.proxy.lookup import Lookup
-from tina4_sidecar.proxy.origin.fetch import make_entry, origin_headers, revalidated, store_entry
-from tina4_sidecar.proxy.origin.upstream import UPSTREAM_ERRORS
-from tina4_sidecar.proxy.sidecar import Sidecar
+from tina4_sidecar.proxy.http.storage import Storage
+from tina4_sidecar.proxy.origin.fetch import make_entry, origin_headers, revalidated, storage_for, store_entry
+from tina4_sidecar.proxy.origin.upstream import UPSTREAM_ERRORS, close_watch, cut_short
+from tina4_sidecar.proxy.transaction import Transaction
 
 log = logging.getLogger("tina4_sidecar.proxy")
 
 
-def refresh_in_background(
-    request: web.Request, sidecar: Sidecar, head: RequestHead, rule: Rule, found: Lookup
-) -> None:
+def refresh_in_background(tx: Transaction) -> None:
     """One background fetch for this key (SWR or early refresh); it outlives the request."""
-    if sidecar.flights.in_flight(found.key):
+    sidecar = tx.sidecar
+    if sidecar.flights.in_flight(tx.variant_key):
         return
-    headers = origin_headers(request.headers, request.remote, head, found.entry)
-    flight = sidecar.flights.take_off(found.key)
-    sidecar.keep(refresh(sidecar, head, rule, found, request.raw_path, headers, flight))
+    background = replace(tx, request=None, started=time.monotonic())
+    background.flight = sidecar.flights.take_off(tx.variant_key)
+    sidecar.keep(refresh(background, tx.fetch_target))
 
 
-async def refresh(
-    sidecar: Sidecar,
-    head: RequestHead,
-    rule: Rule,
-    found: Lookup,
-    raw_path: str,
-    headers: CIMultiDict[str],
-    flight: asyncio.Future[Shared],
-) -> None:
+async def refresh(tx: Transaction, raw_target: str) -> None:
+    sidecar = tx.sidecar
     outcome = NOT_SHAREABLE
-    lock = await acquire_lock(sidecar, found.key)
+    lock = await acquire_lock(sidecar, tx.variant_key)
     try:
         if lock is None:
             return  # another sidecar refreshes it
-        outcome = await refetch(sidecar, head, rule, found, raw_path, headers)
+        outcome = await refetch(tx, raw_target)
     except Exception as exc:  # a refresh must never take the sidecar down; the stale entry stays
-        log.warning("background refresh of %s failed: %s", raw_path, exc or type(exc).__name__)
+        log.warning("background refresh of %s failed: %s", raw_target, exc or type(exc).__name__)
     finally:
-        sidecar.flights.land(found.key, flight, outcome)
+        tx.share(outcome)
         if lock is not None:
             await sidecar.store.delete(lock)
 
 
-async def refetch(
-    sidecar: Sidecar, head: RequestHead, rule: Rule, found: Lookup, raw_path: str, headers: CIMultiDict[str]
-) -> Shared:
-    limit = rule.max_bytes if rule.max_bytes is not None else sidecar.settings.max_object_bytes
-    fetch_started = time.monotonic()
+async def refetch(tx: Transaction, raw_target: str) -> Shared:
+    sidecar = tx.sidecar
+    limit = tx.object_limit
+    headers = origin_headers(tx)
+    tx.request_time, started = time.time(), time.monotonic()
     try:
-        async with sidecar.upstream.request("GET", raw_path, headers) as upstream:
-            seconds = time.monotonic() - fetch_started
-            sidecar.metrics.origin_fetch(rule.path, upstream.status, seconds)
-            if upstream.status == 304 and found.entry is not None:
-                entry: Entry | None = revalidated(found.entry, upstream.headers, seconds)
-            elif unstorable_reason(upstream.status, upstream.headers, rule) is None:
-                body = await upstream.content.read(limit + 1)
-                if len(body) > limit:
+        async with sidecar.upstream.request("GET", raw_target, headers) as upstream:
+            tx.response_time, tx.fetch_seconds = time.time(), time.monotonic() - started
+            sidecar.metrics.origin_fetch(tx.route, upstream.status, tx.fetch_seconds)
+            stale = tx.entry
+            entry: Entry | None
+            if upstream.status == 304 and stale is not None:
+                entry, shareable = revalidated(tx, stale, upstream.headers)
+                if not shareable:
                     return NOT_SHAREABLE
-                entry = await make_entry(
-                    sidecar, head, rule, upstream.status, upstream.headers, body, found.tokens, seconds
-                )
             else:
-                return NOT_SHAREABLE
+                storage = storage_for(tx, upstream.status, upstream.headers)
+                if not isinstance(storage, Storage):
+                    return NOT_SHAREABLE
+                watch = close_watch(upstream)
+                body = await upstream.content.read(limit + 1)
+                if len(body) > limit or cut_short(watch):
+                    return NOT_SHAREABLE
+                entry = await make_entry(tx, storage, upstream.status, upstream.headers, body)
     except UPSTREAM_ERRORS as exc:
         return Shared(error=exc)
-    if entry is None or not await store_entry(sidecar, found.primary, entry):
+    if entry is None or not await store_entry(sidecar, tx.key, entry):
         return NOT_SHAREABLE
     return Shared(entry)

@@ -22,7 +22,8 @@ from email.utils import formatdate
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tina4_sidecar.proxy.http.forward_headers import HOP_BY_HOP, to_upstream
+from tina4_sidecar.proxy.http.cache_headers import SURROGATE_ONLY
+from tina4_sidecar.proxy.http.forward_headers import HOP_BY_HOP, TrustedProxies, to_upstream
 from tina4_sidecar.proxy.origin.errors import gateway_error_body
 from tina4_sidecar.proxy.origin.pool import OriginConnection, OriginPool
 from tina4_sidecar.proxy.origin.upstream import UPSTREAM_ERRORS
@@ -34,30 +35,48 @@ _HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
 # What the relay does with a response header, learnt once per spelling of its name: most
 # responses repeat the same dozen names, and a dict lookup is cheaper than lowering each.
 _KEEP, _DROP, _CONNECTION, _LENGTH, _DATE = range(5)
-_KINDS: dict[bytes, int] = {}
 _KINDS_LIMIT = 4096
 
 
-def _learn(name: bytes) -> int:
-    lower = name.lower()
-    if lower == b"connection":
-        kind = _CONNECTION
-    elif lower in _HOP_BY_HOP:
-        kind = _DROP
-    elif lower == b"content-length":
-        kind = _LENGTH
-    elif lower == b"date":
-        kind = _DATE
-    else:
-        kind = _KEEP
-    if len(_KINDS) < _KINDS_LIMIT:
-        _KINDS[name] = kind
-    return kind
+class HeaderKinds:
+    """The kinds learnt for one set of dropped names: hop-by-hop, plus the cache's own (the tag
+    header and Surrogate-Control never reach a client, on any route)."""
+
+    _by_tag_header: dict[str, HeaderKinds] = {}
+
+    def __init__(self, tag_header: str) -> None:
+        self.dropped = _HOP_BY_HOP | {name.lower().encode() for name in (*SURROGATE_ONLY, tag_header)}
+        self.kinds: dict[bytes, int] = {}
+
+    @classmethod
+    def for_tag_header(cls, tag_header: str) -> HeaderKinds:
+        kinds = cls._by_tag_header.get(tag_header)
+        if kinds is None:
+            kinds = cls._by_tag_header[tag_header] = cls(tag_header)
+        return kinds
+
+    def learn(self, name: bytes) -> int:
+        lower = name.lower()
+        if lower == b"connection":
+            kind = _CONNECTION
+        elif lower in self.dropped:
+            kind = _DROP
+        elif lower == b"content-length":
+            kind = _LENGTH
+        elif lower == b"date":
+            kind = _DATE
+        else:
+            kind = _KEEP
+        if len(self.kinds) < _KINDS_LIMIT and len(name) <= 64:  # the app's names, not every spelling
+            self.kinds[name] = kind
+        return kind
 
 
-def _without_named(headers: list[tuple[bytes, bytes]]) -> tuple[list[bytes], bool, bool]:
-    """The header lines without hop-by-hop ones and those a Connection header names (RFC 9110
-    section 7.6.1), and whether Content-Length and Date are among them."""
+def _without_named(
+    headers: list[tuple[bytes, bytes]], dropped: frozenset[bytes]
+) -> tuple[list[bytes], bool, bool]:
+    """The header lines without hop-by-hop ones (and the cache's own) and those a Connection
+    header names (RFC 9110 section 7.6.1), and whether Content-Length and Date are among them."""
     named = {
         token.strip().lower()
         for name, value in headers
@@ -65,7 +84,7 @@ def _without_named(headers: list[tuple[bytes, bytes]]) -> tuple[list[bytes], boo
         for token in value.split(b",")
     }
     kept = [(name.lower(), name + b": " + value) for name, value in headers]
-    kept = [(lower, line) for lower, line in kept if lower not in _HOP_BY_HOP and lower not in named]
+    kept = [(lower, line) for lower, line in kept if lower not in dropped and lower not in named]
     lowers = {lower for lower, _ in kept}
     return [line for _, line in kept], b"content-length" in lowers, b"date" in lowers
 
@@ -95,10 +114,12 @@ class Relay:
         out = [b"HTTP/1.1 %d %s" % (status, reason)]
         length_known = status in (204, 304)
         dated = False
+        learnt = self.forwarder.header_kinds
+        kinds = learnt.kinds
         for name, value in headers:
-            kind = _KINDS.get(name)
+            kind = kinds.get(name)
             if kind is None:
-                kind = _learn(name)
+                kind = learnt.learn(name)
             if kind == _KEEP:
                 out.append(name + b": " + value)
             elif kind == _LENGTH:
@@ -108,7 +129,7 @@ class Relay:
                 dated = True
                 out.append(name + b": " + value)
             elif kind == _CONNECTION and _names_more(value):
-                out[1:], length_known, dated = _without_named(headers)  # rare: the slow way
+                out[1:], length_known, dated = _without_named(headers, learnt.dropped)  # rare: the slow way
                 length_known = length_known or status in (204, 304)
                 break
         if not dated:  # RFC 9110 section 6.6.1: a recipient with a clock adds the one missing
@@ -141,10 +162,12 @@ class Relay:
         self.forwarder.relayed(self, exc, received)
 
 
-def upstream_request(target: bytes, headers: Mapping[str, str], client_ip: str | None, host: str) -> bytes:
+def upstream_request(
+    target: bytes, headers: Mapping[str, str], client_ip: str | None, host: str, trusted: TrustedProxies
+) -> bytes:
     """The GET for the app: the slow path's header rules, serialised."""
     multi = headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers)
-    out = to_upstream(CIMultiDictProxy(multi), client_ip, "http", host)
+    out = to_upstream(CIMultiDictProxy(multi), client_ip, "http", host, trusted)
     lines = [f"GET {target.decode('latin-1')} HTTP/1.1"]
     lines.extend(f"{name}: {value}" for name, value in out.items())
     lines.append("\r\n")
@@ -167,6 +190,10 @@ def gateway_error_bytes(upstream: str, exc: Exception) -> bytes:
     )
 
 
+def _nothing(outcome: str) -> None:
+    """``Forwarder.finished`` once its client is gone."""
+
+
 class Forwarder:
     """Forwards one client connection's GETs, one at a time; ``finished(outcome)`` after each
     answer (``pass``, or ``error`` for a 502/504), not after a break-off (the connection closes)."""
@@ -177,11 +204,13 @@ class Forwarder:
         client: asyncio.Transport,
         upstream: str,
         finished: Callable[[str], None],
+        header_kinds: HeaderKinds,
     ) -> None:
         self.pool = pool
         self.client = client
         self.upstream = upstream
         self.finished = finished
+        self.header_kinds = header_kinds
         self.relay: Relay | None = None
         self.connecting: asyncio.Task[None] | None = None
 
@@ -218,6 +247,10 @@ class Forwarder:
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
+
+    def detach(self) -> None:
+        """The client's connection is gone: drop the references back to it (no cycle outlives it)."""
+        self.finished = _nothing
 
     def pause(self) -> None:
         if self.relay is not None and self.relay.origin.transport is not None:

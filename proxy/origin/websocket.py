@@ -8,7 +8,7 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from tina4_sidecar.proxy.http.forward_headers import to_upstream
+from tina4_sidecar.proxy.http.forward_headers import NOBODY, TrustedProxies, to_upstream
 from tina4_sidecar.proxy.origin.errors import gateway_error
 from tina4_sidecar.proxy.origin.upstream import Upstream, UpstreamUnavailable
 
@@ -31,8 +31,10 @@ def is_websocket_upgrade(request: web.Request) -> bool:
     )
 
 
-async def proxy_websocket(request: web.Request, upstream: Upstream) -> web.StreamResponse:
-    headers = to_upstream(request.headers, request.remote, request.scheme, request.host)
+async def proxy_websocket(
+    request: web.Request, upstream: Upstream, trusted: TrustedProxies = NOBODY
+) -> web.StreamResponse:
+    headers = to_upstream(request.headers, request.remote, request.scheme, request.host, trusted)
     for name in _HANDSHAKE:
         headers.popall(name, None)
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]

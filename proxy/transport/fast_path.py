@@ -1,4 +1,10 @@
-"""The fast path: a protocol below aiohttp's web layer for the two commonest requests.
+"""The fast path: the protocol that accepts every client connection, below aiohttp's web layer.
+
+It is the front door: it refuses connections beyond TINA4_SIDECAR_MAX_CONNECTIONS, gives each
+request head TINA4_SIDECAR_HEADER_TIMEOUT to arrive and each idle connection
+TINA4_SIDECAR_KEEPALIVE_TIMEOUT, answers 414/431 to heads over the size limits, and stops reading
+from a client that sends far ahead of its answers (``limits``). With TINA4_SIDECAR_FAST_PATH off,
+that is all it does: each request goes to aiohttp once its head is in.
 
 It reads each request's header block (up to the blank line) and parses it with llhttp (through
 httptools, the binding uvicorn uses). It answers a request itself in two cases, both needing one
@@ -22,23 +28,28 @@ import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, cast
 
-from tina4_sidecar.proxy.http.freshness import State, should_refresh_early, state_of
+from tina4_sidecar.proxy.http.freshness import should_refresh_early
+from tina4_sidecar.proxy.http.limits import Limits, oversized_head, refusal
 from tina4_sidecar.proxy.http.request_head import RequestHead
+from tina4_sidecar.proxy.http.reuse import Reuse, reuse
 from tina4_sidecar.proxy.lookup import lookup
 from tina4_sidecar.proxy.near.cache import Prebuilt, hit_headers
-from tina4_sidecar.proxy.origin.relay import Forwarder, upstream_request
+from tina4_sidecar.proxy.origin.relay import Forwarder, HeaderKinds, upstream_request
 from tina4_sidecar.proxy.transport.fast_request import BlockParser, Seen, SeenRequests, answerable, decide
 
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from tina4_sidecar.config.rules import Rule
     from tina4_sidecar.proxy.sidecar import Sidecar
 
 log = logging.getLogger("tina4_sidecar.fast_path")
 
 HEAD_END = b"\r\n\r\n"
-MAX_HEAD = 16 * 1024
-IDLE_SECONDS = 75.0
+LINGER = 1.0
+LINGER_BYTES = 1024 * 1024
+"""A refused connection is read and dropped for LINGER seconds or LINGER_BYTES bytes, whichever
+comes first, before it closes (see ``FastPath._refuse``)."""
 
 
 class _Clock:
@@ -59,18 +70,31 @@ class _Clock:
 CLOCK = _Clock()
 
 
+def route_label(rule: Rule | None) -> str | None:
+    """The metrics label of a HIT: the cached rule's path pattern, None in standards mode without one."""
+    return rule.path if rule is not None and rule.cache else None
+
+
 class FastPath(asyncio.Protocol):
-    def __init__(self, sidecar: Sidecar, slow: web.Server, seen: SeenRequests) -> None:
+    def __init__(self, sidecar: Sidecar, slow: web.Server, seen: SeenRequests, limits: Limits) -> None:
         self.sidecar = sidecar
         self.slow = slow
         self.seen_requests = seen
         """The listener's decisions by header block, shared by its connections."""
+        self.limits = limits
+        self.answering = sidecar.settings.fast_path
+        """False: the front door only; every request goes to aiohttp once its head is in."""
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.lookup: asyncio.Task[None] | None = None
         self.handed_off = False
-        self.idle: asyncio.TimerHandle | None = None
+        self.discarding = False
+        self.discarded = 0
+        self.reading_paused = False
+        self.timer: asyncio.TimerHandle | None = None
         self.last_active = 0.0
+        self.head_started = 0.0
+        """When the first byte of the head being read arrived (0: no head being read)."""
         self.client_ip: str | None = None
         self.parser = BlockParser()
 
@@ -78,57 +102,104 @@ class FastPath(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.loop = asyncio.get_running_loop()
+        if self.sidecar.open_connections(self.slow) >= self.limits.max_connections:
+            self.sidecar.metrics.connection_refused(self.limits.max_connections)
+            self.handed_off = True  # nothing more of this connection is ours
+            self.transport.abort()
+            return
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else None
         self.sidecar.fast_connections.add(self.transport)
-        self.loop = asyncio.get_running_loop()
         self.forwarder = Forwarder(
-            self.sidecar.origin, self.transport, self.sidecar.upstream.base_url, self._forwarded
+            self.sidecar.origin,
+            self.transport,
+            self.sidecar.upstream.base_url,
+            self._forwarded,
+            HeaderKinds.for_tag_header(self.sidecar.settings.tag_header),
         )
         self.forward_started = 0.0
         self.last_active = self.loop.time()
-        self.idle = self.loop.call_later(IDLE_SECONDS, self._check_idle)
+        self.timer = self.loop.call_later(self.limits.keepalive_timeout, self._check_timer)
 
     def data_received(self, data: bytes) -> None:
+        if self.discarding:  # a refused connection, lingering until it closes
+            self.discarded += len(data)
+            if self.discarded > LINGER_BYTES and self.transport is not None:
+                self.transport.close()
+            return
         self.buffer += data
         self.last_active = self.loop.time()
         if self.lookup is None and not self.forwarder.busy:
             self._serve()
+        elif len(self.buffer) > self.limits.pause_above and not self.reading_paused:
+            self._pause_reading()  # far ahead of its answers: wait until they are out
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is not None:
             self.sidecar.fast_connections.discard(self.transport)
-        if self.idle is not None:
-            self.idle.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
         if self.lookup is not None:
             self.lookup.cancel()
+        if self.handed_off and not hasattr(self, "forwarder"):
+            return  # refused at once
         self.forwarder.abort()
+        self.forwarder.detach()  # no reference back to this protocol: its memory goes at once
+        self.buffer = bytearray()
 
     def pause_writing(self) -> None:
         # A slow reader must not make us buffer without bound: stop reading from it and the app.
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._pause_reading()
         self.forwarder.pause()
 
     def resume_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
+        self._resume_reading()
         self.forwarder.resume()
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and self.reading_paused and (self.discarding or not self.handed_off):
+            self.reading_paused = False
+            self.transport.resume_reading()
 
     # -- the fast path ---------------------------------------------------------------------------
 
     def _serve(self) -> None:
         """Answer complete header blocks in order; stop at the first that needs the slow path."""
         while not self.handed_off and self.lookup is None and not self.forwarder.busy:
-            end = self.buffer.find(HEAD_END)
+            if len(self.buffer) <= self.limits.pause_above:
+                self._resume_reading()
+            buffer = self.buffer
+            end = buffer.find(HEAD_END, 0, self.limits.max_header_bytes + 4)
             if end < 0:
-                if len(self.buffer) > MAX_HEAD:
-                    self._hand_off()  # aiohttp answers the oversized head (431/400)
+                if buffer and not self.head_started:
+                    self.head_started = self.loop.time()
+                too_big = oversized_head(buffer, None, self.limits)
+                if too_big is not None:
+                    self._refuse(too_big)
+                elif len(buffer) > self.limits.max_header_bytes:
+                    self._refuse(431)
                 return
             block_length = end + len(HEAD_END)
-            buffer = self.buffer
-            seen = self._seen(bytes(buffer) if block_length == len(buffer) else bytes(buffer[:block_length]))
+            self.head_started = 0.0
+            too_big = oversized_head(buffer, block_length, self.limits)
+            if too_big is not None:
+                self._refuse(too_big)
+                return
+            block = bytes(buffer) if block_length == len(buffer) else bytes(buffer[:block_length])
+            if self.answering:
+                seen = self._seen(block)
+            else:
+                self.parser.parse(block)  # only to learn whether it is the connection's last request
+                seen = None
             if seen is None:
+                if self.parser.closing:
+                    del buffer[block_length:]  # requests pipelined after it are never read
                 self._hand_off()
                 return
             head = seen.head
@@ -136,12 +207,12 @@ class FastPath(asyncio.Protocol):
                 self.buffer_answered(block_length)
                 self._forward(seen)
                 return
-            if not seen.cached or seen.rule is None:
+            if not seen.cached:
                 self._hand_off()
                 return
             item = self._near_hit(head)
             if item is not None:
-                self._answer(item, head.method == "HEAD", seen.rule.path, block_length)
+                self._answer(item, head.method == "HEAD", route_label(seen.rule), block_length)
                 continue
             self.lookup = self.loop.create_task(self._store_lookup(head, block_length))
 
@@ -156,7 +227,16 @@ class FastPath(asyncio.Protocol):
         if parsed is None:
             return None
         head, target = parsed
-        seen = decide(head, target, rules, sidecar.origin is not None, sidecar.settings.admin_prefix)
+        settings = sidecar.settings
+        seen = decide(
+            head,
+            target,
+            rules,
+            sidecar.origin is not None,
+            settings.admin_prefix,
+            settings.honor_cache_control,
+            settings.manifest_path,
+        )
         self.seen_requests.remember(block, seen)
         return seen
 
@@ -164,7 +244,9 @@ class FastPath(asyncio.Protocol):
         request = seen.forwarded.get(self.client_ip)
         if request is None:
             head = seen.head
-            request = upstream_request(seen.target, head.headers, self.client_ip, head.host)
+            request = upstream_request(
+                seen.target, head.headers, self.client_ip, head.host, self.sidecar.trusted
+            )
             if len(seen.forwarded) < 8:
                 seen.forwarded[self.client_ip] = request
         self.forward_started = time.monotonic()
@@ -187,7 +269,7 @@ class FastPath(asyncio.Protocol):
     def _servable(self, item: Prebuilt) -> bool:
         now = time.time()
         entry = item.entry
-        if state_of(entry, now) is not State.FRESH:
+        if reuse(entry, now) is not Reuse.FRESH:
             return False
         # An early refresh needs the request's headers for the app: the slow path does it.
         return not should_refresh_early(entry, now, self.sidecar.settings.early_refresh_beta)
@@ -195,7 +277,7 @@ class FastPath(asyncio.Protocol):
     async def _store_lookup(self, head: RequestHead, block_length: int) -> None:
         try:
             rule = self.sidecar.rules.match(head.method, head.path)
-            if rule is None or not answerable(head, rule):  # the rules changed while it waited
+            if not answerable(head, rule, self.sidecar.settings.honor_cache_control):  # the rules changed
                 self._hand_off()
                 return
             primary = self.sidecar.key_for(head)
@@ -209,7 +291,7 @@ class FastPath(asyncio.Protocol):
             if item is None or not self._servable(item):
                 self._hand_off()
                 return
-            self._answer(item, head.method == "HEAD", rule.path, block_length)
+            self._answer(item, head.method == "HEAD", route_label(rule), block_length)
         except Exception as exc:  # never leave a connection hanging on a bug: aiohttp answers
             log.warning("fast path lookup failed: %s", exc)
             self._hand_off()
@@ -219,7 +301,7 @@ class FastPath(asyncio.Protocol):
         if self.buffer and not self.handed_off:
             self._serve()
 
-    def _answer(self, item: Prebuilt, head_only: bool, route: str, block_length: int) -> None:
+    def _answer(self, item: Prebuilt, head_only: bool, route: str | None, block_length: int) -> None:
         started = time.monotonic()
         self.buffer_answered(block_length)
         assert self.transport is not None
@@ -239,8 +321,11 @@ class FastPath(asyncio.Protocol):
             return
         self.handed_off = True
         self.sidecar.fast_connections.discard(self.transport)
-        if self.idle is not None:
-            self.idle.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.reading_paused:  # aiohttp's handler does its own flow control from here
+            self.reading_paused = False
+            self.transport.resume_reading()
         handler: Any = self.slow()
         self.transport.set_protocol(handler)
         handler.connection_made(self.transport)
@@ -248,12 +333,47 @@ class FastPath(asyncio.Protocol):
             pending, self.buffer = bytes(self.buffer), bytearray()
             handler.data_received(pending)
 
-    def _check_idle(self) -> None:
-        """Close a connection quiet for IDLE_SECONDS (one timer, not one per request)."""
+    def _refuse(self, status: int) -> None:
+        """Answer a head the sidecar will not read (408, 414, 431) and close the connection.
+
+        The close lingers (nginx's lingering_close): our side is shut for writing at once, and
+        what the client still sends is read and dropped for a while (LINGER, LINGER_BYTES), so its
+        unread bytes do not make the kernel reset the connection before the answer is read."""
+        self.buffer = bytearray()
+        self.handed_off = True  # nothing more of this connection is answered
+        self.discarding = True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(refusal(status))
+        self._resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.loop.call_later(LINGER, transport.close)
+        else:
+            transport.close()
+
+    def _check_timer(self) -> None:
+        """One timer per connection, re-armed for whichever deadline comes next: the head being
+        read (header timeout) or the connection idle between requests (keep-alive timeout)."""
         if self.handed_off or self.transport is None:
             return
-        quiet = self.loop.time() - self.last_active
-        if quiet >= IDLE_SECONDS and self.lookup is None and not self.forwarder.busy:
-            self.transport.close()
-            return
-        self.idle = self.loop.call_later(max(IDLE_SECONDS - quiet, 1.0), self._check_idle)
+        now = self.loop.time()
+        if self.lookup is not None or self.forwarder.busy:
+            deadline = now + self.limits.keepalive_timeout  # answering: the app's timeouts apply
+        elif self.head_started:
+            deadline = self.head_started + self.limits.header_timeout
+            if now >= deadline:
+                log.info(
+                    "closing %s: request head not complete after %gs",
+                    self.client_ip,
+                    self.limits.header_timeout,
+                )
+                self._refuse(408)
+                return
+        else:
+            deadline = self.last_active + self.limits.keepalive_timeout
+            if now >= deadline:
+                self.transport.close()
+                return
+        self.timer = self.loop.call_later(max(deadline - now, 0.05), self._check_timer)

@@ -18,14 +18,16 @@ import httptools
 from multidict import CIMultiDict
 
 from tina4_sidecar.config.rules import Rule, RuleSet
-from tina4_sidecar.proxy.http.cacheability import bypass_reason
-from tina4_sidecar.proxy.http.request_head import RequestHead
+from tina4_sidecar.proxy.bounded import BoundedDict
+from tina4_sidecar.proxy.http import cacheability, fields
+from tina4_sidecar.proxy.http.request_head import RequestHead, normalized_host
 
 # A body, a protocol switch or an expectation: aiohttp handles these requests.
 _FRAMING_HEADERS = ("content-length", "transfer-encoding", "upgrade", "expect")
 # Conditional requests are answered from the cache by the slow path (304 logic lives there).
 _VALIDATORS = ("if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range")
 REMEMBERED = 1024
+REMEMBERED_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,11 +78,15 @@ class BlockParser:
     def __init__(self) -> None:
         self.parsed = _Parsed()
         self.parser = httptools.HttpRequestParser(self.parsed)
+        self.closing = False
+        """The last block parsed was a bodiless request with ``Connection: close``: the last one
+        the connection may carry (RFC 9112 section 9.6)."""
 
     def parse(self, block: bytes) -> tuple[RequestHead, bytes] | None:
         """The head and raw target of a bodiless GET or HEAD on HTTP/1.1 keep-alive, else None."""
         parsed, parser = self.parsed, self.parser
         parsed.reset()
+        self.closing = False
         try:
             parser.feed_data(block)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
@@ -93,6 +99,10 @@ class BlockParser:
         headers = parsed.headers
         if any(name in headers for name in _FRAMING_HEADERS):
             return None
+        # llhttp's keep-alive flag is reset once the message is complete; the header says it.
+        if "close" in fields.tokens(headers, "Connection"):
+            self.closing = True
+            return None  # aiohttp answers it with Connection: close (and nothing after it)
         try:
             url = httptools.parse_url(parsed.url)
         except httptools.HttpParserInvalidURLError:
@@ -104,9 +114,10 @@ class BlockParser:
             return None  # asterisk-form and other odd targets: aiohttp refuses them
         if "%" in raw_path or "\\" in raw_path:
             return None  # decoding rules differ between servers: the slow path handles them
-        host = headers.get("Host")
+        hosts = headers.getall("Host", ())
+        host = normalized_host(hosts[0]) if len(hosts) == 1 else None
         if host is None:
-            return None
+            return None  # none, two or an invalid one: aiohttp's path answers 400
         head = RequestHead(
             method=method,
             scheme="http",
@@ -119,26 +130,41 @@ class BlockParser:
         return head, parsed.url
 
 
-def answerable(head: RequestHead, rule: Rule | None) -> bool:
-    """A cached rule, and a request that may share its entries and needs no validation."""
-    if rule is None or not rule.cache or rule.ttl <= 0 or bypass_reason(head, rule) is not None:
+def answerable(head: RequestHead, rule: Rule | None, honor: bool) -> bool:
+    """The cache takes part, the request may share its entries and needs nothing but a fresh
+    entry: no validators, no credentials and (standards mode) no directives of its own."""
+    decision = cacheability.decide(head, rule, honor)
+    if not decision.cached or decision.bypass is not None or decision.credentials:
         return False
+    if honor and ("cache-control" in head.headers or "pragma" in head.headers):
+        return False  # request directives are the aiohttp path's to weigh
     return not any(name in head.headers for name in _VALIDATORS)
 
 
-def decide(head: RequestHead, target: bytes, rules: RuleSet, forwarding: bool, admin_prefix: str) -> Seen:
-    """What to do with ``head``; ``forwarding``: the fast path has connections to the app."""
+def decide(
+    head: RequestHead,
+    target: bytes,
+    rules: RuleSet,
+    forwarding: bool,
+    admin_prefix: str,
+    honor: bool = False,
+    manifest_path: str | None = None,
+) -> Seen:
+    """What to do with ``head``; ``forwarding``: the fast path has connections to the app. The
+    admin API and the app's manifest are never forwarded from here (aiohttp's path answers them)."""
     rule = rules.match(head.method, head.path)
-    covered = rule is not None and rule.cache and rule.ttl > 0
-    forward = not covered and forwarding and head.method == "GET" and not head.path.startswith(admin_prefix)
-    return Seen(head, target, rules, rule, answerable(head, rule), forward)
+    covered = cacheability.decide(head, rule, honor).cached
+    reserved = head.path.startswith(admin_prefix) or head.path == manifest_path
+    forward = not covered and forwarding and head.method == "GET" and not reserved
+    return Seen(head, target, rules, rule, answerable(head, rule, honor), forward)
 
 
 class SeenRequests:
-    """Decisions by header block, at most ``REMEMBERED`` of them (all forgotten when full)."""
+    """Decisions by header block, at most ``REMEMBERED`` of them and ``REMEMBERED_BYTES`` of
+    blocks (all forgotten when full)."""
 
     def __init__(self) -> None:
-        self._seen: dict[bytes, Seen] = {}
+        self._seen: BoundedDict[bytes, Seen] = BoundedDict(REMEMBERED, REMEMBERED_BYTES)
 
     def get(self, block: bytes, rules: RuleSet) -> Seen | None:
         seen = self._seen.get(block)
@@ -147,6 +173,4 @@ class SeenRequests:
     def remember(self, block: bytes, seen: Seen) -> None:
         if not (seen.cached or seen.forward):
             return
-        if len(self._seen) >= REMEMBERED:
-            self._seen.clear()
-        self._seen[block] = seen
+        self._seen.put(block, seen, 2 * len(block) + 500)  # the block, and the head parsed from it

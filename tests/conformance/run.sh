@@ -18,6 +18,7 @@
 #   CACHE_TESTS_DIR  the suite (default /work/shared/cache-tests); only read
 #   HONOR            value of TINA4_SIDECAR_HONOR_CACHE_CONTROL ("standards mode"), default true
 #   CLI_TIMEOUT      seconds the whole test client may run (default 600)
+#   ORIGIN_KEEP_ALIVE_TIMEOUT  idle keep-alive seconds of the test server (default: Node's 5 s)
 #   SIDECAR_BIN      the sidecar command (default <project>/.venv/bin/tina4-sidecar)
 #   PYTHON           Python for score.py and port picking (default <project>/.venv/bin/python)
 # Other TINA4_* variables in the environment reach the sidecar unchanged (e.g.
@@ -170,12 +171,19 @@ fi
 
 # The test server calls server.listen(port), i.e. on every interface; this preload makes a
 # listen() given only a port bind 127.0.0.1, so nothing outside this machine can reach it.
+# With ORIGIN_KEEP_ALIVE_TIMEOUT=N it also keeps idle connections open N s instead of Node's
+# default 5 s (a diagnosis aid: it hides a proxy's reuse of connections the origin closed).
 cat >"$WORK/loopback-listen.mjs" <<'EOF'
 import net from 'node:net'
 const listen = net.Server.prototype.listen
+const keepAlive = Number(process.env.ORIGIN_KEEP_ALIVE_TIMEOUT || 0)
 net.Server.prototype.listen = function (...args) {
   const portOnly = /^\d+$/.test(String(args[0])) && (args.length === 1 || typeof args[1] === 'function')
   if (portOnly) args.splice(1, 0, '127.0.0.1')
+  if (keepAlive > 0 && 'keepAliveTimeout' in this) {
+    this.keepAliveTimeout = keepAlive * 1000
+    this.headersTimeout = keepAlive * 1000 + 1000
+  }
   return listen.apply(this, args)
 }
 EOF
@@ -248,21 +256,30 @@ OUT=${OUT:-$WORK/results.json}
 echo "==> running the suite against $BASE (at most ${CLI_TIMEOUT}s)"
 T1=$SECONDS
 rc=0
-run_cli "$OUT.partial" "$WORK/cli.stderr" || rc=$?
+run_cli "$WORK/cli.stdout" "$WORK/cli.stderr" || rc=$?
 T2=$SECONDS
+for server in "test server:$ORIGIN_PID:origin.log" "sidecar:$SIDECAR_PID:sidecar.log"; do
+    IFS=: read -r name pid log <<<"$server"
+    if ! kill -0 "$pid" 2>/dev/null; then
+        tail -n 10 "$WORK/$log" >&2
+        die "the $name exited during the run, so the results mean nothing (partial output: $WORK/cli.stdout)"
+    fi
+done
 if [[ $rc -eq 124 || $rc -eq 137 ]]; then
     die "the test client did not finish within ${CLI_TIMEOUT}s (CLI_TIMEOUT); see $WORK/cli.stderr"
 elif [[ $rc -ne 0 ]]; then
     tail -n 20 "$WORK/cli.stderr" >&2
     die "the test client failed (exit $rc)"
 fi
-"$PYTHON" -c 'import json, sys; json.load(open(sys.argv[1]))' "$OUT.partial" 2>/dev/null \
-    || die "the test client's output is not JSON: $OUT.partial"
-mv "$OUT.partial" "$OUT"
+"$PYTHON" -c 'import json, sys; json.load(open(sys.argv[1]))' "$WORK/cli.stdout" 2>/dev/null \
+    || die "the test client's output is not JSON: $WORK/cli.stdout"
+mv "$WORK/cli.stdout" "$OUT"
 if [[ -s $WORK/cli.stderr ]]; then
-    echo "    client stderr: $(wc -l <"$WORK/cli.stderr") lines (e.g. $(head -n 1 "$WORK/cli.stderr" | cut -c1-150))"
+    # e.g. "ERROR: <uuid> Setup PUT config resulted in 502 Bad Gateway": the proxy failed one of
+    # the harness's own control requests, and that test's result is not about caching
+    echo "    test client stderr ($(wc -l <"$WORK/cli.stderr") lines; such tests fail for a harness reason):"
+    head -n 20 "$WORK/cli.stderr" | cut -c1-160 | sed 's/^/      /'
 fi
-
 echo "==> results: $OUT"
 score_args=("$OUT" --suite "$SUITE")
 [[ $FAILURES -eq 0 ]] || score_args+=(--failures)

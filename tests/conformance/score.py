@@ -317,11 +317,37 @@ def _anchor_text(anchor: str) -> str:
     return f"RFC 9111 #{anchor}"
 
 
+def root_causes(tests: Mapping[str, Test], results: Mapping[str, Any], test_id: str) -> list[str]:
+    """The tests that make ``test_id`` a dependency failure: not passed on their own account
+    (not merely because of their own dependencies), found along ``depends_on``."""
+    found: list[str] = []
+    stack = list(tests[test_id].depends_on) if test_id in tests else []
+    seen: set[str] = set()
+    while stack:
+        tid = stack.pop(0)
+        if tid in seen:
+            continue
+        seen.add(tid)
+        cls = classify(tests, results, tid)
+        if cls in PASS_TYPES:
+            continue
+        if cls == DEPENDENCY_FAIL and tid in tests:
+            stack.extend(tests[tid].depends_on)
+        else:
+            found.append(tid)
+    return found
+
+
 def _failure_detail(test: Test, scored: Score, tests: Mapping[str, Test]) -> str:
     cls = scored.classes[test.id]
     if cls == DEPENDENCY_FAIL:
         failed = [d for d in test.depends_on if classify(tests, scored.raw, d) not in PASS_TYPES]
-        return "depends on " + ", ".join(f"{d} ({classify(tests, scored.raw, d)})" for d in failed)
+        detail = "depends on " + ", ".join(f"{d} ({classify(tests, scored.raw, d)})" for d in failed)
+        roots = [r for r in root_causes(tests, scored.raw, test.id) if r not in failed]
+        if roots:
+            detail += "; root: " + ", ".join(f"{r} ({classify(tests, scored.raw, r)})" for r in roots)
+        own = scored.raw.get(test.id)
+        return detail + ("; its own result: pass" if own is True else "")
     if cls == UNTESTED:
         return "no result in the file"
     result = scored.raw.get(test.id)
@@ -348,6 +374,17 @@ def print_summary(scored: Score, tests: Mapping[str, Test], *, failures: bool) -
             f"  note: {len(scored.unknown_ids)} result ids are not in this suite version, ignored: "
             + ", ".join(scored.unknown_ids[:8])
             + (" ..." if len(scored.unknown_ids) > 8 else "")
+        )
+    blockers: Counter[str] = Counter()
+    for test_id, cls in scored.classes.items():
+        if cls == DEPENDENCY_FAIL and tests[test_id].kind == "required":
+            blockers.update(root_causes(tests, scored.raw, test_id))
+    if blockers:
+        print(
+            "  required tests not counted because of (root dependency: tests blocked): "
+            + ", ".join(
+                f"{tid} [{classify(tests, scored.raw, tid)}]: {n}" for tid, n in blockers.most_common(6)
+            )
         )
     if not failures:
         return

@@ -1,8 +1,12 @@
-"""An in-process sidecar in front of a real aiohttp upstream on loopback, for forwarding details."""
+"""An in-process sidecar in front of a real aiohttp upstream on loopback, for forwarding details.
+
+``make_proxy`` listens the way ``tina4-sidecar serve`` does (``server.listen``: the fast path in
+front of aiohttp's server), so every test runs through the default transport; a test that is
+about the aiohttp path alone passes ``fast_path=False``.
+"""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +14,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import RawTestServer, TestServer
+from aiohttp.test_utils import TestServer
 
+from tests.servers.process import free_port
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import Rule, dump_manifest
-from tina4_sidecar.proxy.pipeline import handle
-from tina4_sidecar.proxy.server import start_sidecar, stop_sidecar
+from tina4_sidecar.proxy.server import Listening, listen, start_sidecar, stop_sidecar
 from tina4_sidecar.proxy.sidecar import Sidecar
 
 MANIFEST_PATH = "/__tina4/cache-manifest"
@@ -25,11 +29,11 @@ MANIFEST_PATH = "/__tina4/cache-manifest"
 class Proxied:
     sidecar: Sidecar
     upstream: TestServer
-    server: RawTestServer
+    port: int
     seen: list[web.Request]
 
     def url(self, path: str) -> str:
-        return str(self.server.make_url(path))
+        return f"http://127.0.0.1:{self.port}{path}"
 
 
 def manifest_app(rules: list[Rule], routes: web.RouteTableDef, seen: list[web.Request]) -> web.Application:
@@ -50,10 +54,8 @@ def manifest_app(rules: list[Rule], routes: web.RouteTableDef, seen: list[web.Re
 
 
 @pytest.fixture
-async def make_proxy(
-    aiohttp_server: Callable[..., Any], aiohttp_raw_server: Callable[..., Any], tmp_path: Path
-) -> AsyncIterator[Callable[..., Any]]:
-    started: list[Sidecar] = []
+async def make_proxy(aiohttp_server: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    started: list[tuple[Sidecar, Listening]] = []
 
     async def make(
         rules: list[Rule],
@@ -69,17 +71,22 @@ async def make_proxy(
         else:
             seen = []
             upstream = await aiohttp_server(manifest_app(rules, routes or web.RouteTableDef(), seen))
+        port = free_port()
         sidecar_settings = SidecarSettings(
-            upstream=str(upstream.make_url("")).rstrip("/"), manifest_refresh=60, **settings
+            upstream=str(upstream.make_url("")).rstrip("/"),
+            listen=f"127.0.0.1:{port}",
+            manifest_refresh=60,
+            **settings,
         )
         cache_settings = CacheSettings(cache_dir=tmp_path / "cache", **(cache or {}))
         sidecar = await start_sidecar(sidecar_settings, cache_settings)
-        started.append(sidecar)
-        server = await aiohttp_raw_server(functools.partial(handle, sidecar))
-        return Proxied(sidecar, upstream, server, seen)
+        listening = await listen(sidecar)
+        started.append((sidecar, listening))
+        return Proxied(sidecar, upstream, port, seen)
 
     yield make
-    for sidecar in started:
+    for sidecar, listening in started:
+        await listening.close()
         await stop_sidecar(sidecar)
 
 

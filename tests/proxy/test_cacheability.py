@@ -4,7 +4,8 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tina4_sidecar.config.rules import Rule
-from tina4_sidecar.proxy.http.cacheability import bypass_reason, cache_control_directives, unstorable_reason
+from tina4_sidecar.proxy.http import fields
+from tina4_sidecar.proxy.http.cacheability import bypass_reason, unstorable_reason
 from tina4_sidecar.proxy.http.request_head import RequestHead
 
 RULE = Rule(method="GET", path="/api/products", cache=True, ttl=60, source="test")
@@ -72,4 +73,6 @@ def test_harmless_cache_control_is_storable() -> None:
 
 
 def test_directive_parsing() -> None:
-    assert cache_control_directives(" Max-Age=5 , no-transform,") == {"max-age", "no-transform"}
+    parsed = fields.cache_control([("Cache-Control", " Max-Age=5 , no-transform,")])
+    assert set(parsed.arguments) == {"max-age", "no-transform"}
+    assert parsed.seconds("max-age") == 5

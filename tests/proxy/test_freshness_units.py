@@ -10,7 +10,6 @@ from tina4_sidecar.proxy.http.conditional import body_etag, etag_matches, not_mo
 from tina4_sidecar.proxy.http.entry import Entry
 from tina4_sidecar.proxy.http.freshness import (
     State,
-    directive_seconds,
     jittered,
     should_refresh_early,
     stale_windows,
@@ -42,11 +41,11 @@ def test_states_follow_the_windows() -> None:
 
 
 def test_response_directives_win_over_the_rule() -> None:
-    assert directive_seconds("max-age=5, stale-if-error=600", "stale-if-error") == 600
-    assert directive_seconds('stale-while-revalidate="30"', "stale-while-revalidate") == 30
-    assert directive_seconds("stale-if-error=soon", "stale-if-error") is None
-    assert stale_windows({"Cache-Control": "stale-if-error=7"}, 1, 2) == (1, 7)
-    assert stale_windows({}, 1, 2) == (1, 2)
+    assert stale_windows([("Cache-Control", "max-age=5, stale-if-error=600")], 1, 2) == (1, 600)
+    assert stale_windows([("Cache-Control", 'stale-while-revalidate="30"')], 1, 2) == (30, 2)
+    assert stale_windows([("Cache-Control", "stale-if-error=soon")], 1, 2) == (1, 2)
+    assert stale_windows([("Cache-Control", "public"), ("Cache-Control", "stale-if-error=7")], 1, 2) == (1, 7)
+    assert stale_windows([], 1, 2) == (1, 2)
 
 
 def test_jitter_only_shortens_and_stays_within_the_fraction() -> None:

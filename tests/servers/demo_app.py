@@ -106,11 +106,20 @@ def start_demo_app(
 
     def argv(bound: int) -> list[str]:
         return [
-            sys.executable, "-m", "uvicorn", "asgi:app",
-            "--app-dir", str(DEMO_DIR),
-            "--host", "127.0.0.1", "--port", str(bound),
-            "--workers", str(workers),
-            "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "asgi:app",
+            "--app-dir",
+            str(DEMO_DIR),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(bound),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
         ]
 
     full_env: dict[str, str | None] = {**_BASE_ENV, "PYTHONPATH": str(DEMO_DIR), **(env or {})}

@@ -38,8 +38,19 @@ def mongodb_server() -> ServerProcess:
 
         def argv(port: int) -> list[str]:
             # its own log and pid files: the defaults in /tmp are shared by every instance
-            return [binary, "--host", "127.0.0.1", "-p", str(port), "--data-dir", "memory",
-                    "--log-file", f"{workdir}/server.log", "--pid-file", f"{workdir}/server.pid"]
+            return [
+                binary,
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--data-dir",
+                "memory",
+                "--log-file",
+                f"{workdir}/server.log",
+                "--pid-file",
+                f"{workdir}/server.pid",
+            ]
 
         name = "nx-27017"
     server = ServerProcess(name, argv, cwd=workdir)
