@@ -18,6 +18,7 @@ from tina4_sidecar.proxy.admin.api import handle_admin_listener
 from tina4_sidecar.proxy.admin.auth import check_token_strength
 from tina4_sidecar.proxy.aiohttp_requests import request_factory
 from tina4_sidecar.proxy.build_info import start_line
+from tina4_sidecar.proxy.control import Announcer
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.near.invalidation import follow_changes
 from tina4_sidecar.proxy.origin.upstream import Upstream
@@ -44,7 +45,8 @@ async def start_sidecar(settings: SidecarSettings, cache_settings: CacheSettings
     except ValueError as exc:  # a malformed URL is a configuration mistake, not an outage
         raise ConfigError(f"TINA4_CACHE_URL: {exc}") from None
     upstream = Upstream(settings.upstream, settings.connect_timeout, settings.upstream_timeout)
-    manifest = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static)
+    announcer = Announcer(settings, store)
+    manifest = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static, announcer)
     await manifest.start()
     sidecar = Sidecar(
         settings, cache_settings, store, upstream, manifest, QueryFilter(settings.ignored_query_params)
