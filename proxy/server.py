@@ -174,9 +174,11 @@ def run(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
     """Blocking entry point: one process, or ``settings.workers`` under a supervisor."""
     log.info("tina4-sidecar starting: %s", start_line())  # once, not once per worker
     if settings.workers > 1:
+        from tina4_sidecar.proxy.worker_store import shared_by_workers
         from tina4_sidecar.proxy.workers import supervise
 
-        return supervise(settings.workers, lambda: run_one(settings, cache_settings))
+        with shared_by_workers(cache_settings, settings.workers) as shared:
+            return supervise(settings.workers, lambda: run_one(settings, shared))
     run_one(settings, cache_settings)
     return 0
 

@@ -75,7 +75,7 @@ class SyncFileStore(SyncStore):
 
     def _set(self, key: str, value: bytes, ttl: int) -> None:
         content = encode_entry(self.full_key(key), value, self.files.expires_at(ttl) or 0.0)
-        self.files._write(self.files.path_for(key), content)
+        self.files._write_announced(key, content)
 
     def _add(self, key: str, value: bytes, ttl: int) -> bool:
         content = encode_entry(self.full_key(key), value, self.files.expires_at(ttl) or 0.0)
