@@ -1,8 +1,9 @@
 """The client library a Tina4 app imports.
 
 * ``install()`` connects the app to the sidecar (the manifest route, Tina4's cache stepping aside);
-* the spec's key/value API: ``cache_get``, ``cache_set``, ``cache_delete``, ``cache_stats``,
-  ``clear_cache``, plus ``cache_get_or_set`` and ``invalidate_tag``, each with an async twin
+* Tina4's key/value API: ``cache_get``, ``cache_set``, ``cache_delete``, ``cache_clear``,
+  ``cache_stats``, ``sweep``, ``clear_cache`` (everything: values, query results, responses),
+  plus ``cache_get_or_set`` and ``invalidate_tag``, each with an async twin
   named with an ``a`` prefix (``acache_get`` ...);
 * purges of the sidecar's cached responses: ``purge_url``, ``purge_route``, ``purge_tag``,
   ``purge_all`` and their async twins.
@@ -15,18 +16,21 @@ from tina4_sidecar.client.database import Database
 from tina4_sidecar.client.get_or_set import acache_get_or_set, cache_get_or_set
 from tina4_sidecar.client.install import install
 from tina4_sidecar.client.kv import (
+    acache_clear,
     acache_delete,
     acache_get,
     acache_set,
     acache_stats,
     aclear_cache,
     ainvalidate_tag,
+    cache_clear,
     cache_delete,
     cache_get,
     cache_set,
     cache_stats,
     clear_cache,
     invalidate_tag,
+    sweep,
 )
 from tina4_sidecar.client.purge import (
     apurge_all,
@@ -41,6 +45,7 @@ from tina4_sidecar.client.purge import (
 
 __all__ = [
     "Database",
+    "acache_clear",
     "acache_delete",
     "acache_get",
     "acache_get_or_set",
@@ -52,6 +57,7 @@ __all__ = [
     "apurge_route",
     "apurge_tag",
     "apurge_url",
+    "cache_clear",
     "cache_delete",
     "cache_get",
     "cache_get_or_set",
@@ -64,4 +70,5 @@ __all__ = [
     "purge_route",
     "purge_tag",
     "purge_url",
+    "sweep",
 ]

@@ -54,34 +54,33 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from tina4_sidecar.client import runtime
-from tina4_sidecar.client.query_cache import (
+from tina4_sidecar.client.query.keys import Unencodable, database_hash, entry_key, identity
+from tina4_sidecar.client.query.layer import PersistentLayer
+from tina4_sidecar.client.query.scopes import (
     COARSE,
+    SchemaFacts,
+    any_scope,
+    cached_facts,
+    db_scope,
+    forget_facts,
+    keep_facts,
+    read_facts,
+    read_scopes,
+    write_scopes,
+)
+from tina4_sidecar.client.query.snapshot import (
     FETCH,
     ONE,
-    PersistentLayer,
-    SchemaFacts,
     Snapshot,
-    Unencodable,
-    cached_facts,
-    database_hash,
-    db_scope,
     decode_snapshot,
     encode_snapshot,
     entry_blob,
-    entry_key,
     entry_payload,
-    forget_facts,
-    identity,
-    keep_facts,
-    query_settings,
-    read_facts,
-    read_scopes,
     snapshot,
-    write_scopes,
 )
-from tina4_sidecar.client.request_scope import current, flush_after_write, hook_tina4_request_start
+from tina4_sidecar.client.request_scope import ambient, current, flush_after_write, hook_tina4_request_start
 from tina4_sidecar.client.sql_tables import OTHER, WRITE, SqlShape, analyze
+from tina4_sidecar.config import QueryCacheSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +141,7 @@ class Database:
     ) -> None:
         self._db: Any = _uncached_class()(url, username=username, password=password, pool=pool, **kwargs)
         self.url: str = self._db.url
-        settings = query_settings()
+        settings = load_settings(QueryCacheSettings)  # per Database(), as Tina4 reads them
         self._request_layer = settings.auto_caching
         self._request_ttl = settings.auto_caching_ttl
         self._persistent = PersistentLayer(settings) if settings.db_cache else None
@@ -232,12 +231,14 @@ class Database:
         if scope is not None and (snap := scope.get(key)) is not None:
             return self._hit(snap)
         tokens: dict[str, str | None] | None = None
+        scopes: list[str] = []
         if self._persistent is not None:
-            payload, tokens = self._persistent_lookup(key, shape)
+            payload, tokens, scopes = self._persistent_lookup(key, shape)
             if payload is not None:
                 snap = decode_snapshot(payload)
-                if scope is not None:
-                    scope.put(key, snap, self._request_ttl)
+                if scope is None:  # freshly decoded rows: nobody else holds them, no second copy
+                    return self._hit(snap, copy=False)
+                scope.put(key, snap, self._request_ttl)
                 return self._hit(snap)
         result = run()
         with self._lock:
@@ -250,35 +251,37 @@ class Database:
         if scope is not None:
             scope.put(key, snap, self._request_ttl)
         if self._persistent is not None and tokens and all(t is not None for t in tokens.values()):
-            blob = entry_blob(tokens, encode_snapshot(snap))
-            runtime.run_sync(self._persistent.save(key, blob))
+            self._persistent.save(key, entry_blob(tokens, encode_snapshot(snap)), scopes)
         return result
 
-    def _hit(self, snap: Snapshot) -> Any:
+    def _hit(self, snap: Snapshot, copy: bool = True) -> Any:
         with self._lock:
             self._hits += 1
-        return snap.result(self._db)
+        return snap.result(self._db, copy)
 
-    def _persistent_lookup(self, key: str, shape: SqlShape) -> tuple[str | None, dict[str, str | None]]:
+    def _persistent_lookup(
+        self, key: str, shape: SqlShape
+    ) -> tuple[bytes | None, dict[str, str | None], list[str]]:
         assert self._persistent is not None
         facts = self._facts()
         scopes = read_scopes(self._dbh, shape, facts)
-        entry, tokens = runtime.run_sync(self._persistent.lookup(key, scopes))
+        entry, tokens = self._persistent.lookup(key, scopes)
         seen = tokens.get(db_scope(self._dbh))
         if seen is not None and seen != facts.token:  # DDL somewhere: what does this read depend on?
             facts = self._load_facts(seen)
             rescoped = read_scopes(self._dbh, shape, facts)
             if rescoped != scopes:
-                entry, tokens = runtime.run_sync(self._persistent.lookup(key, rescoped))
+                scopes = rescoped
+                entry, tokens = self._persistent.lookup(key, scopes)
         payload = entry_payload(entry, tokens) if entry is not None else None
-        return payload, tokens
+        return payload, tokens, scopes
 
     def _facts(self) -> SchemaFacts:
         facts = cached_facts(self._ident)
         if facts is None:
             assert self._persistent is not None
             scope = db_scope(self._dbh)
-            _, tokens = runtime.run_sync(self._persistent.lookup(None, [scope]))
+            _, tokens = self._persistent.lookup(None, [scope])
             facts = self._load_facts(tokens.get(scope))
         return facts
 
@@ -347,7 +350,7 @@ class Database:
             with self._lock:
                 self._pending.setdefault(borrow, set()).update(scopes)
             return
-        runtime.run_sync(self._persistent.bump(scopes))
+        self._persistent.bump(scopes)
 
     # -- transactions -----------------------------------------------------------------------------
 
@@ -380,7 +383,7 @@ class Database:
             if borrow is not None and (not done or self._held_borrow() is not borrow):
                 scopes = self._settled(borrow, committed=True)
                 if scopes and self._persistent is not None:
-                    runtime.run_sync(self._persistent.bump(scopes))
+                    self._persistent.bump(scopes)
 
     def rollback(self) -> None:
         borrow = self._held_borrow()
@@ -476,7 +479,7 @@ class Database:
             if borrow is not None and (not done or self._held_borrow() is not borrow):
                 scopes = self._settled(borrow, committed=True)
                 if scopes and self._persistent is not None:
-                    await runtime.run_async(self._persistent.bump(scopes))
+                    await asyncio.to_thread(self._persistent.bump, scopes)
 
     async def rollback_async(self) -> None:
         borrow = self._held_borrow()
@@ -511,7 +514,7 @@ class Database:
             hits, misses = self._hits, self._misses
         if self._persistent is not None:
             layer = self._persistent
-            size, backend = runtime.run_sync(_gather(layer.size(), layer.backend_name()))
+            size, backend = layer.size(), layer.backend_name()
             mode, ttl = "persistent", layer.ttl
         else:
             size = current().size() if self._request_layer else 0
@@ -528,16 +531,25 @@ class Database:
         }
 
     def cache_clear(self) -> None:
-        """Empty both layers (the persistent one for every instance sharing the store), reset counters."""
+        """Empty both layers for THIS database (every instance sharing the store sees the persistent
+        layer's entries of it go; other databases' entries stay), and reset the counters."""
         current().flush()
         flush_after_write()
         if self._persistent is not None:
-            runtime.run_sync(self._persistent.clear())
+            self._persistent.bump([db_scope(self._dbh), any_scope(self._dbh)])
         with self._lock:
             self._hits = 0
             self._misses = 0
 
+    def cache_new_request(self) -> None:
+        """Tina4's request boundary for one connection: the request-scoped layer starts empty
+        (ours is the request's, shared by every ``Database`` of it, so it is that scope that empties)."""
+        current().flush()
 
-async def _gather(size: Any, backend: Any) -> tuple[int, str]:
-    found_size, found_backend = await asyncio.gather(size, backend)
-    return int(found_size), str(found_backend)
+    @classmethod
+    def reset_request_caches(cls) -> None:
+        """Tina4's request boundary (its dispatcher calls it on Tina4's class at every request; ours is
+        hooked there, ``client/request_scope.py``): code calling it by hand empties the current
+        request scope and the process-wide one."""
+        current().flush()
+        ambient().flush()

@@ -58,6 +58,7 @@ def _register_manifest_route(path: str) -> None:
     from tina4_python.core.router import Router
 
     async def cache_manifest(request: Any, response: Any) -> Any:
+        _note_sidecar(request, response)
         try:
             body = build_manifest()
         except Exception as exc:  # a route Tina4 accepted but we cannot describe: say so
@@ -77,6 +78,42 @@ def _register_manifest_route(path: str) -> None:
     # First registered match wins in Tina4; an app's catch-all ("/*", "/{p:path}") registered
     # before install() would otherwise answer the sidecar's manifest request.
     routes.insert(0, routes.pop(index))
+
+
+def _note_sidecar(request: Any, response: Any) -> None:
+    """Register the sidecar that asks (``client/sidecars.py``), and tell it which store the app uses."""
+    from tina4_sidecar.client import sidecars
+
+    try:
+        store_id = sidecars.own_store_id()
+        response.header(sidecars.STORE_HEADER, store_id)
+    except Exception as exc:  # a bad cache configuration must not hide the manifest from the sidecar
+        log.warning("cannot read this app's store id: %s", exc)
+        return
+    announced = request.headers.get(sidecars.HEADER.lower()) or request.headers.get(sidecars.HEADER)
+    if not announced:
+        return
+    sidecar = sidecars.parse(announced, str(getattr(request, "remote_ip", "") or ""))
+    if sidecar is None:
+        sidecars.warn_once("bad-announcement", "ignoring a malformed %s header", sidecars.HEADER)
+        return
+    sidecars.register(sidecar)
+    if sidecar.store != store_id and "memory" not in (sidecar.backend, _backend()):
+        sidecars.warn_once(
+            f"store:{sidecar.id}",
+            "the sidecar at %s uses another store (%s) than this app (%s): purges reach it over its "
+            "admin API, but key/value values and query results are not shared with it; point both at "
+            "one TINA4_CACHE_BACKEND/TINA4_CACHE_URL",
+            sidecar.control,
+            sidecar.backend,
+            _backend(),
+        )
+
+
+def _backend() -> str:
+    from tina4_sidecar.client import runtime
+
+    return str(runtime.settings().cache_backend.value)
 
 
 def _etag_matches(header: str, etag: str) -> bool:

@@ -25,6 +25,7 @@ locks, and the polling of a waiting ``cache_get_or_set``, never count.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -78,20 +79,22 @@ runtime.on_reset(COUNTERS.restart)
 
 
 def check_key(key: object) -> str:
-    if not isinstance(key, str):
-        raise TypeError(f"cache keys are str, not {type(key).__name__}")
-    return key
+    """The key as the store keeps it: a str as it is, anything else as ``str(key)`` (Tina4 takes
+    any key; ``42`` and ``"42"`` name one entry here, as in Tina4's file and network stores)."""
+    return key if type(key) is str else str(key)
 
 
 def resolve_ttl(ttl: object) -> int:
-    """None -> ``TINA4_CACHE_TTL``; 0 -> no expiry; a negative or non-int TTL raises."""
+    """Tina4's leniency: None -> ``TINA4_CACHE_TTL``; a float is rounded up to whole seconds (the
+    stores count whole seconds; never shorter than asked); 0 or less -> no expiry, as Tina4 does.
+    Anything that is not a number raises TypeError."""
     if ttl is None:
         return runtime.settings().cache_ttl
-    if isinstance(ttl, bool) or not isinstance(ttl, int):
-        raise TypeError(f"ttl must be an int number of seconds, not {type(ttl).__name__}")
-    if ttl < 0:
-        raise ValueError(f"ttl must be >= 0 (0 means no expiry), got {ttl}")
-    return ttl
+    if type(ttl) is int:
+        return ttl if ttl > 0 else 0
+    if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        return math.ceil(ttl) if ttl > 0 else 0
+    raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
 
 
 def check_tags(tags: Iterable[str] | None) -> tuple[str, ...]:

@@ -9,6 +9,10 @@ client library lives on ONE loop that this module runs in a thread of its own:
 * ``await run_async(coro)`` runs it there without blocking the caller's loop;
 * ``await store_for(layer)`` (only on the bridge loop) opens each store once and keeps it.
 
+The sync API does not come here: ``sync_store(layer)`` opens the backend's sync twin
+(``store/sync/``), whose driver runs in the caller's own thread. Only a backend without a sync
+twin (Redis Cluster) still runs its coroutines here, through that twin.
+
 Forks (uvicorn workers, gunicorn, multiprocessing) copy the parent's memory but not its
 threads: the child gets a fresh bridge on first use, detected through ``os.register_at_fork``
 and, as a second line, a PID check. The parent's loop and stores are left untouched in the
@@ -30,6 +34,8 @@ from typing import Any
 from tina4_sidecar.config import Backend, CacheSettings, ConfigError, load_settings
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.factory import open_store
+from tina4_sidecar.store.sync.contract import SyncStore
+from tina4_sidecar.store.sync.factory import open_sync_store
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +135,8 @@ _lock = threading.Lock()
 _bridge: _Bridge | None = None
 _settings: CacheSettings | None = None
 _reset_hooks: list[Callable[[], None]] = []
+_sync_stores: dict[StoreKey, SyncStore] = {}
+_sync_pid = os.getpid()
 
 
 def _current() -> _Bridge:
@@ -179,6 +187,36 @@ def settings() -> CacheSettings:
             if _settings is None:
                 _settings = load_settings(CacheSettings)
             found = _settings
+    return found
+
+
+def sync_store(layer: str, backend: Backend | None = None, url: str | None = None) -> SyncStore:
+    """The opened sync store of ``layer``, opened once per process (again after a fork or ``reset()``).
+
+    Its driver runs in the caller's thread. An unreachable store does not raise (the file store
+    stands in); a bad configuration value raises ConfigError with a one-line message.
+    """
+    global _sync_pid
+    key = (layer, backend, url)
+    if _sync_pid == os.getpid():
+        found = _sync_stores.get(key)
+        if found is not None:
+            return found
+    config = settings()  # before the lock, which settings() takes too
+    with _lock:
+        if _sync_pid != os.getpid():  # forked: the parent's connections are not ours
+            _sync_stores.clear()
+            _sync_pid = os.getpid()
+        found = _sync_stores.get(key)
+        if found is None:
+            try:
+                found = open_sync_store(config, layer, run_sync, backend, url)
+            except ConfigError:
+                raise
+            except ValueError as exc:
+                source = "TINA4_CACHE_URL" if url is None else f"the {layer} store's URL"
+                raise ConfigError(f"{source}: {exc}") from None
+            _sync_stores[key] = found
     return found
 
 
@@ -261,6 +299,10 @@ def reset() -> None:
             future.result(CLOSE_TIMEOUT)
     with _lock:
         _settings = None
+        stores = list(_sync_stores.values()) if _sync_pid == os.getpid() else []
+        _sync_stores.clear()
+    for store in stores:
+        store.close()
     for hook in list(_reset_hooks):
         hook()
 

@@ -189,6 +189,13 @@ class SidecarSettings(BaseSettings):
         description="Bearer token for stats, metrics and purge on the public listener "
         f"(at least {MIN_ADMIN_TOKEN_LENGTH} characters). Unset: those answer 404 there.",
     )
+    control_url: Annotated[str | None, EmptyIsUnset] = Field(
+        None,
+        description="The URL at which the app reaches this sidecar's admin API (e.g. http://sidecar:7145), "
+        "announced with every manifest request so that the app's purges reach this sidecar when they "
+        "share no store. Unset: the app uses the manifest request's peer address and the admin (or "
+        "public) listener's port.",
+    )
     admin_listen: Annotated[str | None, EmptyIsUnset] = Field(
         None,
         description="Optional HOST:PORT of a separate admin listener that needs no token: "

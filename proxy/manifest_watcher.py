@@ -11,9 +11,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from tina4_sidecar.config.rules import ManifestError, RuleSet, parse_manifest
 from tina4_sidecar.proxy.origin.upstream import Upstream, UpstreamTimeout, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from tina4_sidecar.proxy.control import Announcer
 
 log = logging.getLogger("tina4_sidecar.manifest")
 
@@ -22,7 +26,14 @@ _FIRST_RETRY = 0.5
 
 
 class ManifestWatcher:
-    def __init__(self, upstream: Upstream, path: str, interval: float, static: RuleSet | None = None) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        path: str,
+        interval: float,
+        static: RuleSet | None = None,
+        announcer: Announcer | None = None,
+    ) -> None:
         self._upstream = upstream
         self._path = path
         self._interval = interval
@@ -30,6 +41,7 @@ class ManifestWatcher:
         self._from_app: RuleSet | None = None
         self._etag: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._announcer = announcer
         self.rules: RuleSet = static if static is not None else RuleSet([])
         self.loaded_at: float | None = None
         self.last_error: str | None = None
@@ -39,8 +51,12 @@ class ManifestWatcher:
         headers = {"Accept": "application/json"}
         if self._etag:
             headers["If-None-Match"] = self._etag
+        if self._announcer is not None:  # proxy/control.py: how the app reaches this sidecar
+            headers.update(await self._announcer.headers())
         try:
             async with self._upstream.request("GET", self._path, headers) as response:
+                if self._announcer is not None:
+                    self._announcer.answered(response.headers.get("X-Tina4-Store"))
                 if response.status == 304 and self._from_app is not None:
                     self._ok()
                     return True

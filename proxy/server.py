@@ -18,6 +18,7 @@ from tina4_sidecar.proxy.admin.api import handle_admin_listener
 from tina4_sidecar.proxy.admin.auth import check_token_strength
 from tina4_sidecar.proxy.aiohttp_requests import request_factory
 from tina4_sidecar.proxy.build_info import start_line
+from tina4_sidecar.proxy.control import Announcer
 from tina4_sidecar.proxy.manifest_watcher import ManifestWatcher
 from tina4_sidecar.proxy.near.invalidation import follow_changes
 from tina4_sidecar.proxy.origin.upstream import Upstream
@@ -46,7 +47,8 @@ async def start_sidecar(settings: SidecarSettings, cache_settings: CacheSettings
     upstream = Upstream(
         settings.upstream, settings.connect_timeout, settings.upstream_timeout, settings.upstream_keepalive
     )
-    manifest = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static)
+    announcer = Announcer(settings, store)
+    manifest = ManifestWatcher(upstream, settings.manifest_path, settings.manifest_refresh, static, announcer)
     await manifest.start()
     sidecar = Sidecar(
         settings, cache_settings, store, upstream, manifest, QueryFilter(settings.ignored_query_params)
@@ -176,9 +178,11 @@ def run(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
     """Blocking entry point: one process, or ``settings.workers`` under a supervisor."""
     log.info("tina4-sidecar starting: %s", start_line())  # once, not once per worker
     if settings.workers > 1:
+        from tina4_sidecar.proxy.worker_store import shared_by_workers
         from tina4_sidecar.proxy.workers import supervise
 
-        return supervise(settings.workers, lambda: run_one(settings, cache_settings))
+        with shared_by_workers(cache_settings, settings.workers) as shared:
+            return supervise(settings.workers, lambda: run_one(settings, shared))
     run_one(settings, cache_settings)
     return 0
 

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from tina4_sidecar.proxy.admin.auth import TokenCheck, check_bearer
 from tina4_sidecar.proxy.admin.probes import probes_for
 from tina4_sidecar.proxy.admin.purge import PurgeError, parse_purge, run_purge
+from tina4_sidecar.proxy.control import CONTROL_TOKEN
 from tina4_sidecar.proxy.metrics import Gauges
 from tina4_sidecar.proxy.sidecar import Sidecar
 
@@ -37,6 +39,8 @@ log = logging.getLogger("tina4_sidecar.admin")
 MAX_PURGE_BODY = 16 * 1024
 READ = frozenset({"GET", "HEAD"})
 WRITE = frozenset({"POST"})
+
+CONTROL_SECRET = SecretStr(CONTROL_TOKEN)
 
 Answer = Callable[[Sidecar, web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -68,7 +72,7 @@ async def _dispatch(sidecar: Sidecar, request: web.BaseRequest, trusted: bool) -
     if endpoint is None:
         known = ", ".join(ENDPOINTS)
         return error(404, f"no admin endpoint {request.path!r}; the admin API has {known}")
-    if not trusted and not endpoint.public:
+    if not trusted and not endpoint.public and not (endpoint.answer is purge and _control(request)):
         refused = _refuse(sidecar, request)
         if refused is not None:
             return refused
@@ -76,6 +80,11 @@ async def _dispatch(sidecar: Sidecar, request: web.BaseRequest, trusted: bool) -
         allowed = ", ".join(sorted(endpoint.methods))
         return error(405, f"{request.method} not allowed here; use {allowed}", {"Allow": allowed})
     return await endpoint.answer(sidecar, request)
+
+
+def _control(request: web.BaseRequest) -> bool:
+    """The app's purges carry the control token this sidecar announced (``proxy/control.py``)."""
+    return check_bearer(request.headers.get("Authorization"), CONTROL_SECRET) is TokenCheck.OK
 
 
 def _refuse(sidecar: Sidecar, request: web.BaseRequest) -> web.Response | None:

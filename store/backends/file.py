@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tina4_sidecar.store import push
+from tina4_sidecar.store.backends.file_push import ChangeLog, FileSubscription
 from tina4_sidecar.store.contract import Store
 
 if TYPE_CHECKING:
@@ -138,6 +140,9 @@ class FileStore(Store):
         self.directory = self.namespace_dir / layer
         self._sweep_cursor = 0
         self._sweeper: asyncio.Task[None] | None = None
+        pushes = layer == push.PUSH_LAYER
+        self.changelog = ChangeLog(self.namespace_dir / f"{layer}.changes") if pushes else None
+        """The response layer announces its changes to other processes (``store/backends/file_push.py``)."""
 
     @classmethod
     def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> FileStore:
@@ -184,7 +189,7 @@ class FileStore(Store):
 
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
         content = encode_entry(self.full_key(key), value, self.expires_at(ttl) or 0.0)
-        await asyncio.to_thread(self._write, self.path_for(key), content)
+        await asyncio.to_thread(self._write_announced, key, content)
 
     async def _add(self, key: str, value: bytes, ttl: int) -> bool:
         content = encode_entry(self.full_key(key), value, self.expires_at(ttl) or 0.0)
@@ -195,6 +200,9 @@ class FileStore(Store):
 
     async def _clear(self) -> None:
         await asyncio.to_thread(self._clear_sync)
+
+    def changes(self) -> FileSubscription | None:
+        return FileSubscription(self.changelog.path) if self.changelog is not None else None
 
     async def _size(self) -> int:
         return await asyncio.to_thread(self._count_files)
@@ -239,6 +247,11 @@ class FileStore(Store):
             return None
         return entry.value
 
+    def _write_announced(self, key: str, content: bytes) -> None:
+        self._write(self.path_for(key), content)
+        if self.changelog is not None:
+            self.changelog.announce(key)
+
     def _write(self, path: Path, content: bytes) -> None:
         try:
             self._write_once(path, content)
@@ -273,7 +286,7 @@ class FileStore(Store):
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             if self._read_live(key, now) is not None:
                 return False
-            self._write(self.path_for(key), content)
+            self._write_announced(key, content)
             return True
 
     def _delete_sync(self, key: str, now: float) -> bool:
@@ -284,6 +297,8 @@ class FileStore(Store):
             path.unlink()
         except FileNotFoundError:
             return False
+        if self.changelog is not None:
+            self.changelog.announce(key)
         return head is not None and head.key == self.full_key(key) and not head.expired(now)
 
     def _clear_sync(self) -> None:
@@ -293,6 +308,8 @@ class FileStore(Store):
             self.directory.rename(trash)
         except FileNotFoundError:
             return
+        if self.changelog is not None:
+            self.changelog.announce(None)
         threading.Thread(target=shutil.rmtree, args=(trash, True), daemon=True).start()
 
     def _count_files(self) -> int:

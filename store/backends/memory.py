@@ -88,6 +88,10 @@ class Shard:
             self._entries.clear()
             self.nbytes = 0
 
+    def __len__(self) -> int:
+        """Entries held, expired ones included."""
+        return len(self._entries)
+
     def live_size(self, now: float) -> int:
         """Drops every expired entry (O(n), n <= max_entries) and counts the rest."""
         with self._lock:

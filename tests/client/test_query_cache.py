@@ -25,7 +25,7 @@ from tina4_python.database.adapter import DatabaseResult
 
 from tests.client.conftest import clean_env, unique_namespace
 from tina4_sidecar.client import Database, runtime
-from tina4_sidecar.client.query_cache import (
+from tina4_sidecar.client.query.snapshot import (
     FETCH,
     ONE,
     Unencodable,

@@ -10,7 +10,6 @@ rows behind the library's back.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import sqlite3
@@ -210,9 +209,9 @@ def test_a_write_committed_after_the_query_ran_is_not_served_afterwards(store: S
     layer = reader._persistent
     real_save = layer.save
 
-    async def save_after_a_commit(key: str, blob: bytes) -> bool:
-        await asyncio.to_thread(writer.execute, "UPDATE products SET name = 'Committed' WHERE id = 1")
-        return await real_save(key, blob)
+    def save_after_a_commit(key: str, blob: bytes, scopes: Any) -> bool:
+        writer.execute("UPDATE products SET name = 'Committed' WHERE id = 1")
+        return real_save(key, blob, scopes)
 
     layer.save = save_after_a_commit  # type: ignore[method-assign]
     assert reader.fetch_one(PRODUCT, [1])["name"] == "Keyboard"  # the in-flight read's old row
@@ -228,10 +227,10 @@ def test_a_result_whose_tokens_moved_while_it_was_read_is_never_served(store: St
     layer = reader._persistent
     real_lookup = layer.lookup
 
-    async def lookup_then_a_commit(key: str | None, scopes: Any) -> Any:
-        found = await real_lookup(key, scopes)
+    def lookup_then_a_commit(key: str | None, scopes: Any) -> Any:
+        found = real_lookup(key, scopes)
         if key is not None:
-            await asyncio.to_thread(writer.execute, "UPDATE products SET name = 'Committed' WHERE id = 1")
+            writer.execute("UPDATE products SET name = 'Committed' WHERE id = 1")
         return found
 
     layer.lookup = lookup_then_a_commit  # type: ignore[method-assign]

@@ -1,0 +1,134 @@
+"""The persistent query cache in the shared store: entries in the ``query`` layer, tokens in ``meta``.
+
+All calls run the store's sync driver in the caller's thread (``store/sync/``). A store failure
+never fails a query (the store contract): a lookup then misses and a result is not stored.
+
+Tokens expire (``token_ttl``: longer than any entry that can record them, ``2 x TINA4_DB_CACHE_TTL
++ 60 s``), so the markers of tables and databases that nobody writes any more do not pile up; a
+token that expired reads as None, which matches no recorded token, so it only turns entries
+that outlived it into misses. The entries this process stored are indexed by the scopes they
+recorded, so that a write or a ``cache_clear()`` deletes the ones it invalidates: ``size``
+(the store's count) then no longer counts them. Entries other processes stored expire by their
+TTL (they are never served: their tokens changed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from tina4_sidecar.client import runtime
+from tina4_sidecar.config import Backend, QueryCacheSettings, load_settings
+from tina4_sidecar.store.invalidation import new_token, tokens_from
+from tina4_sidecar.store.sync.contract import SyncStore
+
+log = logging.getLogger("tina4_sidecar.client.query")
+
+INDEX_LIMIT = 10_000
+"""Entries per process whose scopes are remembered for deletion on a write."""
+
+
+class PersistentLayer:
+    """The ``query`` and ``meta`` layers of the store ``TINA4_DB_CACHE_BACKEND`` names."""
+
+    def __init__(self, settings: QueryCacheSettings) -> None:
+        self.backend: Backend = settings.db_cache_backend
+        self.url = settings.db_cache_url
+        self.ttl = settings.db_cache_ttl
+        self.token_ttl = 2 * self.ttl + 60 if self.ttl else 0
+
+    def stores(self) -> tuple[SyncStore, SyncStore]:
+        return (
+            runtime.sync_store("query", self.backend, self.url),
+            runtime.sync_store("meta", self.backend, self.url),
+        )
+
+    def lookup(self, key: str | None, scopes: Sequence[str]) -> tuple[bytes | None, dict[str, str | None]]:
+        """The stored entry of ``key`` and the current tokens of ``scopes``.
+
+        A scope without a token gets one now, before the caller runs its query: an entry never
+        records "no token". A token this call could not write stays None, and the caller then
+        does not store its result.
+        """
+        entries, meta = self.stores()
+        entry = entries.get(key) if key is not None else None
+        names = list(scopes)
+        tokens = tokens_from(meta.get_many(names), names)
+        for name, token in tokens.items():
+            if token is None:
+                fresh = new_token()
+                tokens[name] = fresh.decode("ascii") if meta.set(name, fresh, self.token_ttl) else None
+        return entry, tokens
+
+    def save(self, key: str, blob: bytes, scopes: Sequence[str]) -> bool:
+        entries, _ = self.stores()
+        stored = entries.set(key, blob, self.ttl)
+        if stored:
+            INDEX.add(key, scopes)
+        return stored
+
+    def bump(self, scopes: Sequence[str]) -> bool:
+        """New tokens for ``scopes``: every entry that recorded one of them is a miss from now on,
+        and the ones this process stored are deleted."""
+        entries, meta = self.stores()
+        done = all([meta.set(name, new_token(), self.token_ttl) for name in scopes])
+        if not done:
+            log.warning(
+                "query cache: could not invalidate %s; cached reads may stay stale for up to %ss",
+                ", ".join(scopes),
+                self.ttl,
+            )
+        for key in INDEX.take(scopes):
+            entries.delete(key)
+        return done
+
+    def size(self) -> int:
+        entries, _ = self.stores()
+        return entries.size()
+
+    def backend_name(self) -> str:
+        entries, _ = self.stores()
+        return entries.backend_name
+
+
+class ScopeIndex:
+    """Entry keys this process stored, by the scopes they recorded (bounded, oldest forgotten)."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str, scopes: Sequence[str]) -> None:
+        with self._lock:
+            self._entries[key] = frozenset(scopes)
+            self._entries.move_to_end(key)
+            while len(self._entries) > INDEX_LIMIT:
+                self._entries.popitem(last=False)
+
+    def take(self, scopes: Sequence[str]) -> list[str]:
+        wanted = set(scopes)
+        with self._lock:
+            found = [key for key, recorded in self._entries.items() if recorded & wanted]
+            for key in found:
+                del self._entries[key]
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+INDEX = ScopeIndex()
+runtime.on_reset(INDEX.clear)
+
+
+def clear_every_query_layer() -> bool:
+    """``clear_cache()``: the query results of this namespace, every database's, in the store of
+    ``TINA4_DB_CACHE_BACKEND`` and in that of ``TINA4_CACHE_BACKEND`` (the same store, usually)."""
+    entries, _ = PersistentLayer(load_settings(QueryCacheSettings)).stores()
+    INDEX.clear()
+    done = entries.clear()
+    main = runtime.sync_store("query")
+    return (main is entries or main.clear()) and done
