@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rules_file=getattr(args, "rules_file", None),
             log_level=getattr(args, "log_level", None),
             workers=getattr(args, "workers", None),
+            honor_cache_control=getattr(args, "honor_cache_control", None),
         )
         if args.command in ("stats", "purge"):
             return _admin(settings, args)
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         help="processes sharing the port, SO_REUSEPORT (TINA4_SIDECAR_WORKERS, default 1)",
+    )
+    serve.add_argument(
+        "--honor-cache-control",
+        action="store_const",
+        const=True,
+        help="standards mode: cache as an RFC 9111 shared cache would (TINA4_SIDECAR_HONOR_CACHE_CONTROL)",
     )
     routes = commands.add_parser("routes", help="print the caching rules in force")
     routes.add_argument("--json", action="store_true", help="print the rules as JSON")
