@@ -26,6 +26,7 @@ from tina4_sidecar.proxy.pipeline import handle
 from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.proxy.transport.fast_path import FastPath
 from tina4_sidecar.proxy.transport.fast_request import SeenRequests
+from tina4_sidecar.store.backends.memory import MemoryStore
 from tina4_sidecar.store.factory import open_store
 from tina4_sidecar.store.response_key import QueryFilter
 
@@ -54,10 +55,13 @@ async def start_sidecar(settings: SidecarSettings, cache_settings: CacheSettings
         settings, cache_settings, store, upstream, manifest, QueryFilter(settings.ignored_query_params)
     )
     sidecar.near_invalidation = follow_changes(sidecar.near, store, settings, cache_settings.cache_timeout)
+    if isinstance(store, MemoryStore):  # in this process: purges made through it reach the near cache at once
+        sidecar.unwatch = store.watch(sidecar.near.apply)
     return sidecar
 
 
 async def stop_sidecar(sidecar: Sidecar) -> None:
+    sidecar.unwatch()
     if sidecar.near_invalidation is not None:
         await sidecar.near_invalidation.stop()
     if sidecar.background:  # let running fetches and refreshes finish storing, briefly

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,8 @@ class Sidecar:
     _keys: BoundedDict[tuple[str, str, str, str], str] = field(
         default_factory=lambda: BoundedDict(10_000, 8 * 1024 * 1024), repr=False
     )
+    unwatch: Callable[[], None] = lambda: None
+    """Stops the memory store telling the near cache of in-process purges (``start_sidecar``)."""
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     """Fetches and refreshes that may outlive their request; held so they are not collected."""
 

@@ -103,23 +103,46 @@ def stored_headers(
     return headers
 
 
+def entry_tags(tx: Transaction, upstream_headers: fields.Headers) -> tuple[str, ...]:
+    """The tags an entry of this answer is purged by: the rule's, and the app's tag header's."""
+    rule_tags = tx.rule.tags if tx.rule is not None else ()
+    header = ", ".join(fields.lines(upstream_headers, tx.sidecar.settings.tag_header))
+    return (*rule_tags, *header_tags(header))
+
+
+def untagged_entry(
+    tx: Transaction, storage: Storage, status: int, upstream_headers: fields.Headers, body: bytes
+) -> Entry:
+    """The entry of an answer without tags: it records the tokens the lookup read (no store read)."""
+    return _entry(tx, storage, status, upstream_headers, body, {})
+
+
 async def make_entry(
     tx: Transaction, storage: Storage, status: int, upstream_headers: fields.Headers, body: bytes
 ) -> Entry | None:
     """The entry to store, or None when a tag purge ran while the app was answering."""
-    sidecar = tx.sidecar
+    tags = entry_tags(tx, upstream_headers)
+    if not tags:
+        return untagged_entry(tx, storage, status, upstream_headers, body)
     tokens = tx.found.tokens if tx.found is not None else {}
-    recorded = {name: token for name, token in tokens.items() if name != TAG_EPOCH}
-    rule_tags = tx.rule.tags if tx.rule is not None else ()
-    header = ", ".join(fields.lines(upstream_headers, sidecar.settings.tag_header))
-    tags = (*rule_tags, *header_tags(header))
-    if tags:
-        tag_scopes = [tag_scope(tag) for tag in dict.fromkeys(tags)]
-        current = await read_tokens(sidecar.store, [*tag_scopes, TAG_EPOCH])
-        if current[TAG_EPOCH] != tokens.get(TAG_EPOCH):
-            return None
-        recorded.update((name, current[name]) for name in tag_scopes)
-    headers = stored_headers(sidecar, upstream_headers, body if status == 200 else None)
+    tag_scopes = [tag_scope(tag) for tag in dict.fromkeys(tags)]
+    current = await read_tokens(tx.sidecar.store, [*tag_scopes, TAG_EPOCH])
+    if current[TAG_EPOCH] != tokens.get(TAG_EPOCH):
+        return None
+    return _entry(tx, storage, status, upstream_headers, body, {name: current[name] for name in tag_scopes})
+
+
+def _entry(
+    tx: Transaction,
+    storage: Storage,
+    status: int,
+    upstream_headers: fields.Headers,
+    body: bytes,
+    tag_tokens: dict[str, str | None],
+) -> Entry:
+    tokens = tx.found.tokens if tx.found is not None else {}
+    recorded = {name: token for name, token in tokens.items() if name != TAG_EPOCH} | tag_tokens
+    headers = stored_headers(tx.sidecar, upstream_headers, body if status == 200 else None)
     return entry_from(tx, storage, status, tuple(headers.items()), body, tuple(recorded.items()))
 
 

@@ -15,18 +15,20 @@ connection, so a truncated response never looks complete.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from email.utils import formatdate
+from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tina4_sidecar.proxy.http.cache_headers import SURROGATE_ONLY
 from tina4_sidecar.proxy.http.forward_headers import HOP_BY_HOP, TrustedProxies, to_upstream
 from tina4_sidecar.proxy.origin.errors import gateway_error_body
-from tina4_sidecar.proxy.origin.pool import OriginConnection, OriginPool
-from tina4_sidecar.proxy.origin.upstream import UPSTREAM_ERRORS
+from tina4_sidecar.proxy.origin.pool import OriginConnection
+
+if TYPE_CHECKING:
+    from tina4_sidecar.proxy.origin.forwarder import Forwarder
 
 log = logging.getLogger("tina4_sidecar.proxy")
 
@@ -98,7 +100,12 @@ def _names_more(connection: bytes) -> bool:
 class Relay:
     """One response, written to the client as it is parsed (the ``Exchange`` of ``origin_pool``)."""
 
-    __slots__ = ("chunked", "forwarder", "origin", "pending", "request", "reused", "written")
+    __slots__ = ("chunked", "client_gone", "forwarder", "origin", "pending", "request", "reused", "written")
+
+    outcome = "pass"
+    """What ``Forwarder.finished`` reports for it (the metrics outcome)."""
+    outlives_client = False
+    """Whether it reads on when the client leaves (a fill does, for the store and its waiters)."""
 
     def __init__(self, forwarder: Forwarder, origin: OriginConnection, request: bytes, reused: bool) -> None:
         self.forwarder = forwarder
@@ -109,6 +116,7 @@ class Relay:
         """Parsed output of the current read from the app: one write per read, not per piece."""
         self.written = False
         self.chunked = False
+        self.client_gone = False
 
     def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         out = [b"HTTP/1.1 %d %s" % (status, reason)]
@@ -154,7 +162,8 @@ class Relay:
 
     def flush(self) -> None:
         if self.pending:
-            self.forwarder.client.write(b"".join(self.pending))
+            if not self.client_gone:
+                self.forwarder.client.write(b"".join(self.pending))
             self.pending.clear()
             self.written = True
 
@@ -167,9 +176,17 @@ def upstream_request(
 ) -> bytes:
     """The GET for the app: the slow path's header rules, serialised."""
     multi = headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers)
-    out = to_upstream(CIMultiDictProxy(multi), client_ip, "http", host, trusted)
-    lines = [f"GET {target.decode('latin-1')} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in out.items())
+    return serialised(
+        "GET",
+        target.decode("latin-1"),
+        to_upstream(CIMultiDictProxy(multi), client_ip, "http", host, trusted),
+    )
+
+
+def serialised(method: str, target: str, headers: CIMultiDict[str]) -> bytes:
+    """A request head as bytes for a raw connection to the app."""
+    lines = [f"{method} {target} HTTP/1.1"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")
 
@@ -188,96 +205,3 @@ def gateway_error_bytes(upstream: str, exc: Exception) -> bytes:
             data,
         )
     )
-
-
-def _nothing(outcome: str) -> None:
-    """``Forwarder.finished`` once its client is gone."""
-
-
-class Forwarder:
-    """Forwards one client connection's GETs, one at a time; ``finished(outcome)`` after each
-    answer (``pass``, or ``error`` for a 502/504), not after a break-off (the connection closes)."""
-
-    def __init__(
-        self,
-        pool: OriginPool | None,
-        client: asyncio.Transport,
-        upstream: str,
-        finished: Callable[[str], None],
-        header_kinds: HeaderKinds,
-    ) -> None:
-        self.pool = pool
-        self.client = client
-        self.upstream = upstream
-        self.finished = finished
-        self.header_kinds = header_kinds
-        self.relay: Relay | None = None
-        self.connecting: asyncio.Task[None] | None = None
-
-    @property
-    def busy(self) -> bool:
-        return self.relay is not None or self.connecting is not None
-
-    def start(self, request: bytes) -> None:
-        assert self.pool is not None  # requests are only decided "forward" with a pool
-        origin = self.pool.take()
-        if origin is None:
-            self._connect(request)
-        else:
-            self._send(origin, request, reused=True)
-
-    def relayed(self, relay: Relay, exc: Exception | None, received: bool) -> None:
-        """The end of ``relay``: complete (``exc`` None) or failed."""
-        self.relay = None
-        if exc is None:
-            self.finished("pass")
-        elif relay.written:
-            log.warning("stream of a forwarded GET broke off: %s", exc)
-            self.client.close()  # a truncated response must never look complete
-        elif relay.reused and not received:
-            self._connect(relay.request)  # the app closed an idle connection as it was reused
-        else:
-            self._answer_failure(exc)
-
-    def abort(self) -> None:
-        """The client left: drop the exchange (its connection to the app cannot be reused)."""
-        if self.relay is not None:
-            self.relay.origin.abort()
-            self.relay = None
-        if self.connecting is not None:
-            self.connecting.cancel()
-            self.connecting = None
-
-    def detach(self) -> None:
-        """The client's connection is gone: drop the references back to it (no cycle outlives it)."""
-        self.finished = _nothing
-
-    def pause(self) -> None:
-        if self.relay is not None and self.relay.origin.transport is not None:
-            self.relay.origin.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self.relay is not None and self.relay.origin.transport is not None:
-            self.relay.origin.transport.resume_reading()
-
-    def _send(self, origin: OriginConnection, request: bytes, reused: bool) -> None:
-        self.relay = Relay(self, origin, request, reused)
-        origin.send(self.relay, request)
-
-    def _connect(self, request: bytes) -> None:
-        self.connecting = asyncio.get_running_loop().create_task(self._connect_and_send(request))
-
-    async def _connect_and_send(self, request: bytes) -> None:
-        assert self.pool is not None
-        try:
-            origin = await self.pool.connect()
-        except UPSTREAM_ERRORS as exc:
-            self.connecting = None
-            self._answer_failure(exc)
-            return
-        self.connecting = None
-        self._send(origin, request, reused=False)
-
-    def _answer_failure(self, exc: Exception) -> None:
-        self.client.write(gateway_error_bytes(self.upstream, exc))
-        self.finished("error")

@@ -1,23 +1,24 @@
 """The fast path: the protocol that accepts every client connection, below aiohttp's web layer.
 
-It is the front door: it refuses connections beyond TINA4_SIDECAR_MAX_CONNECTIONS, gives each
-request head TINA4_SIDECAR_HEADER_TIMEOUT to arrive and each idle connection
-TINA4_SIDECAR_KEEPALIVE_TIMEOUT, answers 414/431 to heads over the size limits, and stops reading
-from a client that sends far ahead of its answers (``limits``). With TINA4_SIDECAR_FAST_PATH off,
-that is all it does: each request goes to aiohttp once its head is in.
+It is built on the front door (``front_door``: connection limits, timeouts, refusals, the hand-off
+to aiohttp). With TINA4_SIDECAR_FAST_PATH off, that is all it does: each request goes to aiohttp
+once its head is in.
 
 It reads each request's header block (up to the blank line) and parses it with llhttp (through
-httptools, the binding uvicorn uses). It answers a request itself in two cases, both needing one
-complete GET or HEAD on HTTP/1.1 keep-alive with no body, no upgrade and no expectation:
+httptools, the binding uvicorn uses). It answers a request itself when it is one complete GET or
+HEAD on HTTP/1.1 keep-alive with no body, no upgrade and no expectation, and the one HTTP policy
+(``fast_request.decide``) says the fast path may:
 
-- a cached rule, no credentials, no validators and a fresh entry without Vary (from the near
-  cache, else from the store): the HIT is written from prebuilt bytes;
+- a fresh entry without Vary (from the near cache, else from the store): the HIT is written from
+  prebuilt bytes;
 - a GET that no cached rule covers: forwarded to the app on a pooled raw connection
-  (``fast_forward``), with the slow path's header rules and error answers.
+  (``origin.forwarder``), with the slow path's header rules and error answers;
+- a GET for a cached route that missed: fetched on a pooled raw connection, streamed to the client
+  while it is stored, coalesced with concurrent requests for the key (``fast_fill``).
 
 Any other request, and everything after it on that connection, goes to aiohttp's handler with
-its bytes untouched, so bodies, WebSockets, misses, errors and malformed input all take the one
-well-tested path, and framing is only ever decided by llhttp.
+its bytes untouched, so bodies, WebSockets, revalidation, errors and malformed input all take the
+one well-tested path, and framing is only ever decided by llhttp.
 """
 
 from __future__ import annotations
@@ -26,16 +27,21 @@ import asyncio
 import logging
 import time
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
+from tina4_sidecar.proxy.http import cacheability
 from tina4_sidecar.proxy.http.freshness import should_refresh_early
-from tina4_sidecar.proxy.http.limits import Limits, oversized_head, refusal
+from tina4_sidecar.proxy.http.limits import Limits, oversized_head
 from tina4_sidecar.proxy.http.request_head import RequestHead
 from tina4_sidecar.proxy.http.reuse import Reuse, reuse
 from tina4_sidecar.proxy.lookup import lookup
 from tina4_sidecar.proxy.near.cache import Prebuilt, hit_headers
-from tina4_sidecar.proxy.origin.relay import Forwarder, HeaderKinds, upstream_request
+from tina4_sidecar.proxy.origin.forwarder import Forwarder
+from tina4_sidecar.proxy.origin.relay import HeaderKinds, upstream_request
+from tina4_sidecar.proxy.transaction import Transaction
+from tina4_sidecar.proxy.transport.fast_fill import miss
 from tina4_sidecar.proxy.transport.fast_request import BlockParser, Seen, SeenRequests, answerable, decide
+from tina4_sidecar.proxy.transport.front_door import LINGER_BYTES, FrontDoor
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -46,10 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tina4_sidecar.fast_path")
 
 HEAD_END = b"\r\n\r\n"
-LINGER = 1.0
-LINGER_BYTES = 1024 * 1024
-"""A refused connection is read and dropped for LINGER seconds or LINGER_BYTES bytes, whichever
-comes first, before it closes (see ``FastPath._refuse``)."""
 
 
 class _Clock:
@@ -75,42 +77,25 @@ def route_label(rule: Rule | None) -> str | None:
     return rule.path if rule is not None and rule.cache else None
 
 
-class FastPath(asyncio.Protocol):
+class FastPath(FrontDoor):
+    """The front door that answers HITs, forwards uncached GETs and fills misses itself."""
+
     def __init__(self, sidecar: Sidecar, slow: web.Server, seen: SeenRequests, limits: Limits) -> None:
-        self.sidecar = sidecar
-        self.slow = slow
+        super().__init__(sidecar, slow, limits)
         self.seen_requests = seen
         """The listener's decisions by header block, shared by its connections."""
-        self.limits = limits
         self.answering = sidecar.settings.fast_path
         """False: the front door only; every request goes to aiohttp once its head is in."""
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
         self.lookup: asyncio.Task[None] | None = None
-        self.handed_off = False
-        self.discarding = False
-        self.discarded = 0
-        self.reading_paused = False
-        self.timer: asyncio.TimerHandle | None = None
-        self.last_active = 0.0
-        self.head_started = 0.0
-        """When the first byte of the head being read arrived (0: no head being read)."""
-        self.client_ip: str | None = None
         self.parser = BlockParser()
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.loop = asyncio.get_running_loop()
-        if self.sidecar.open_connections(self.slow) >= self.limits.max_connections:
-            self.sidecar.metrics.connection_refused(self.limits.max_connections)
-            self.handed_off = True  # nothing more of this connection is ours
-            self.transport.abort()
-            return
-        peer = transport.get_extra_info("peername")
-        self.client_ip = peer[0] if isinstance(peer, tuple) else None
-        self.sidecar.fast_connections.add(self.transport)
+        super().connection_made(transport)
+        if self.handed_off:
+            return  # refused
+        assert self.transport is not None
         self.forwarder = Forwarder(
             self.sidecar.origin,
             self.transport,
@@ -119,8 +104,6 @@ class FastPath(asyncio.Protocol):
             HeaderKinds.for_tag_header(self.sidecar.settings.tag_header),
         )
         self.forward_started = 0.0
-        self.last_active = self.loop.time()
-        self.timer = self.loop.call_later(self.limits.keepalive_timeout, self._check_timer)
 
     def data_received(self, data: bytes) -> None:
         if self.discarding:  # a refused connection, lingering until it closes
@@ -136,17 +119,13 @@ class FastPath(asyncio.Protocol):
             self._pause_reading()  # far ahead of its answers: wait until they are out
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.transport is not None:
-            self.sidecar.fast_connections.discard(self.transport)
-        if self.timer is not None:
-            self.timer.cancel()
+        super().connection_lost(exc)
         if self.lookup is not None:
             self.lookup.cancel()
-        if self.handed_off and not hasattr(self, "forwarder"):
+        if not hasattr(self, "forwarder"):
             return  # refused at once
         self.forwarder.abort()
         self.forwarder.detach()  # no reference back to this protocol: its memory goes at once
-        self.buffer = bytearray()
 
     def pause_writing(self) -> None:
         # A slow reader must not make us buffer without bound: stop reading from it and the app.
@@ -157,15 +136,8 @@ class FastPath(asyncio.Protocol):
         self._resume_reading()
         self.forwarder.resume()
 
-    def _pause_reading(self) -> None:
-        if self.transport is not None and not self.reading_paused:
-            self.reading_paused = True
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self.transport is not None and self.reading_paused and (self.discarding or not self.handed_off):
-            self.reading_paused = False
-            self.transport.resume_reading()
+    def busy(self) -> bool:
+        return self.lookup is not None or self.forwarder.busy
 
     # -- the fast path ---------------------------------------------------------------------------
 
@@ -257,8 +229,8 @@ class FastPath(asyncio.Protocol):
         self.forward_started = time.monotonic()
         self.forwarder.start(request)
 
-    def _forwarded(self, outcome: str) -> None:
-        self.sidecar.metrics.request(outcome, None, time.monotonic() - self.forward_started)
+    def _forwarded(self, outcome: str, route: str | None) -> None:
+        self.sidecar.metrics.request(outcome, route, time.monotonic() - self.forward_started)
         if self.buffer and not self.handed_off:
             self._serve()
 
@@ -289,6 +261,14 @@ class FastPath(asyncio.Protocol):
             generation = self.sidecar.near.generation  # before the read: see NearCache.put
             found = await lookup(self.sidecar, primary, head)
             entry = found.entry
+            if entry is None and found.key == primary and self._fills(head):
+                tx = Transaction(
+                    self.sidecar, head, rule, cacheability.decide(head, rule, True), self.client_ip
+                )
+                tx.key, tx.found = primary, found
+                if not await miss(self, tx, generation, block_length):
+                    self._hand_off()
+                return
             if entry is None or entry.vary or found.key != primary:
                 self._hand_off()
                 return
@@ -306,6 +286,17 @@ class FastPath(asyncio.Protocol):
         if self.buffer and not self.handed_off:
             self._serve()
 
+    def _fills(self, head: RequestHead) -> bool:
+        """A miss the fast path fetches itself: a GET, and raw connections to the app to do it on."""
+        return head.method == "GET" and self.sidecar.origin is not None
+
+    def write_answer(self, data: bytes, outcome: str, route: str | None, block_length: int) -> None:
+        """A whole answer made elsewhere (a coalesced waiter's, an error) for the head in the buffer."""
+        self.buffer_answered(block_length)
+        assert self.transport is not None
+        self.transport.write(data)
+        self.sidecar.metrics.request(outcome, route, 0.0)
+
     def _answer(self, item: Prebuilt, head_only: bool, route: str | None, block_length: int) -> None:
         started = time.monotonic()
         self.buffer_answered(block_length)
@@ -317,68 +308,3 @@ class FastPath(asyncio.Protocol):
             self.transport.write(b"".join((item.status_and_headers, dynamic, item.entry.body)))
         self.sidecar.metrics.request("hit", route, time.monotonic() - started)
         self.sidecar.metrics.fast_hits += 1
-
-    # -- handing the connection to aiohttp --------------------------------------------------------
-
-    def _hand_off(self) -> None:
-        """aiohttp's handler takes the connection over, with every byte not yet answered."""
-        if self.handed_off or self.transport is None or self.transport.is_closing():
-            return
-        self.handed_off = True
-        self.sidecar.fast_connections.discard(self.transport)
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.reading_paused:  # aiohttp's handler does its own flow control from here
-            self.reading_paused = False
-            self.transport.resume_reading()
-        handler: Any = self.slow()
-        self.transport.set_protocol(handler)
-        handler.connection_made(self.transport)
-        if self.buffer:
-            pending, self.buffer = bytes(self.buffer), bytearray()
-            handler.data_received(pending)
-
-    def _refuse(self, status: int) -> None:
-        """Answer a head the sidecar will not read (408, 414, 431) and close the connection.
-
-        The close lingers (nginx's lingering_close): our side is shut for writing at once, and
-        what the client still sends is read and dropped for a while (LINGER, LINGER_BYTES), so its
-        unread bytes do not make the kernel reset the connection before the answer is read."""
-        self.buffer = bytearray()
-        self.handed_off = True  # nothing more of this connection is answered
-        self.discarding = True
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        transport.write(refusal(status))
-        self._resume_reading()
-        if transport.can_write_eof():
-            transport.write_eof()
-            self.loop.call_later(LINGER, transport.close)
-        else:
-            transport.close()
-
-    def _check_timer(self) -> None:
-        """One timer per connection, re-armed for whichever deadline comes next: the head being
-        read (header timeout) or the connection idle between requests (keep-alive timeout)."""
-        if self.handed_off or self.transport is None:
-            return
-        now = self.loop.time()
-        if self.lookup is not None or self.forwarder.busy:
-            deadline = now + self.limits.keepalive_timeout  # answering: the app's timeouts apply
-        elif self.head_started:
-            deadline = self.head_started + self.limits.header_timeout
-            if now >= deadline:
-                log.info(
-                    "closing %s: request head not complete after %gs",
-                    self.client_ip,
-                    self.limits.header_timeout,
-                )
-                self._refuse(408)
-                return
-        else:
-            deadline = self.last_active + self.limits.keepalive_timeout
-            if now >= deadline:
-                self.transport.close()
-                return
-        self.timer = self.loop.call_later(max(deadline - now, 0.05), self._check_timer)

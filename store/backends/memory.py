@@ -9,16 +9,24 @@ entries and ``cache_max_bytes`` bytes of values, evicting the least recently use
 Expiry uses the monotonic clock and is checked on every read; expired entries are also
 dropped lazily from the cold end of the LRU on writes and by ``size()``. A ``threading.Lock``
 guards each shard because the client library runs its own event loop in another thread.
+
+The response layer tells in-process watchers (the sidecar's near cache, ``watch``) what changed,
+as Redis announces it to other processes (``store/push.py``): a token written or deleted (a
+purge), an entry deleted, the layer cleared. Entry writes are not told: the one writer of entries
+is the sidecar itself, which drops its own copies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from tina4_sidecar.store.contract import Store
+from tina4_sidecar.store.push import EVERYTHING, PRIVATE_PREFIX, PUSH_LAYER, TOKEN_PREFIX, Change
 
 if TYPE_CHECKING:
     from tina4_sidecar.config import CacheSettings
@@ -43,6 +51,7 @@ class Shard:
         self.nbytes = 0
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self.watchers: list[tuple[Callable[[Change], None], asyncio.AbstractEventLoop]] = []
 
     def get(self, key: str, now: float) -> bytes | None:
         with self._lock:
@@ -196,19 +205,47 @@ class MemoryStore(Store):
         now = time.monotonic()
         return [self.shard.get(key, now) for key in keys]
 
+    def watch(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+        """Call ``callback`` (on the running loop's thread) with each change of this response layer
+        that in-process copies must follow; returns the function that stops it."""
+        watcher = (callback, asyncio.get_running_loop())
+        self.shard.watchers.append(watcher)
+        return lambda: self.shard.watchers.remove(watcher) if watcher in self.shard.watchers else None
+
+    def _tell(self, change: Change) -> None:
+        if self.layer != PUSH_LAYER:
+            return
+        for callback, loop in list(self.shard.watchers):
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                callback(change)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(callback, change)
+
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
         now = time.monotonic()
         self.shard.set(key, value, now + ttl if ttl else 0.0, now)
+        if key.startswith(TOKEN_PREFIX):
+            self._tell(Change(scopes=frozenset({key})))
 
     async def _add(self, key: str, value: bytes, ttl: int) -> bool:
         now = time.monotonic()
         return self.shard.add(key, value, now + ttl if ttl else 0.0, now)
 
     async def _delete(self, key: str) -> bool:
-        return self.shard.delete(key, time.monotonic())
+        existed = self.shard.delete(key, time.monotonic())
+        if key.startswith(TOKEN_PREFIX):
+            self._tell(Change(scopes=frozenset({key})))
+        elif not key.startswith(PRIVATE_PREFIX):
+            self._tell(Change(keys=frozenset({key})))
+        return existed
 
     async def _clear(self) -> None:
         self.shard.clear()
+        self._tell(EVERYTHING)
 
     async def _size(self) -> int:
         return self.shard.live_size(time.monotonic())
