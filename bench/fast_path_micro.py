@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.fast_path_micro [--requests 200000]
 
+Fills (a cached route's miss, fetched, relayed and stored) are measured the same way.
+
 Drives ``FastPath`` with a transport that only counts writes, so the numbers are the
 interpreter's share of a request (parse, decide, build, answer), the part this project's code
 controls; wrk rows in ``bench.compare`` add the kernel's and the event loop's share.
@@ -10,6 +12,7 @@ controls; wrk rows in ``bench.compare`` add the kernel's and the event loop's sh
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import time
 from pathlib import Path
@@ -92,6 +95,7 @@ async def measure(requests: int) -> None:
             print(f"| HIT (near cache) | {per_request:.2f} us/request | {requests / elapsed:,.0f}/s |")
             protocol.connection_lost(None)
             forward(sidecar, requests)
+            await fill(sidecar, min(requests, 20_000))
         finally:
             await stop_sidecar(sidecar)
 
@@ -115,6 +119,37 @@ def forward(sidecar: Sidecar, requests: int) -> None:
     assert (client.closed, app.closed) == (False, False)
     per_request = elapsed / requests * 1e6
     print(f"| forwarded GET | {per_request:.2f} us/request | {requests / elapsed:,.0f}/s |")
+    protocol.connection_lost(None)
+
+
+async def fill(sidecar: Sidecar, requests: int, prefix: bytes = b"") -> None:
+    """A GET a cached rule covers that missed: fetched on one pooled connection, relayed, stored
+    (memory store, written behind the answer); each request a new URL."""
+    assert sidecar.origin is not None
+    sidecar.manifest.rules = RuleSet([Rule(method="GET", path="/fill.json", cache=True, ttl=300)])
+    protocol = FastPath(sidecar, NO_SLOW_PATH, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]
+    client = CountingTransport()
+    protocol.connection_made(client)  # type: ignore[arg-type]
+    origin = OriginConnection(sidecar.origin)
+    app = CountingTransport()
+    origin.connection_made(app)  # type: ignore[arg-type]
+    sidecar.origin.release(origin, reusable=True)
+    path = b"/fill.json?k=" + prefix
+    heads = [PASS_REQUEST.replace(b"/pass-1k.json", b"%s%d" % (path, n)) for n in range(requests)]
+    started = time.perf_counter()
+    for n, head in enumerate(heads):
+        protocol.data_received(head)
+        while app.writes <= n:  # the lookup runs as a task: let it send the request
+            await asyncio.sleep(0)
+        origin.data_received(ORIGIN_RESPONSE)
+    while client.writes < requests:
+        await asyncio.sleep(0)
+    elapsed = time.perf_counter() - started
+    assert not client.closed and not app.closed
+    stored = await sidecar.store.size()
+    per_request = elapsed / requests * 1e6
+    rate = f"{requests / elapsed:,.0f}/s"
+    print(f"| fill (miss, stored) | {per_request:.2f} us/request | {rate} | {stored} stored |")
     protocol.connection_lost(None)
 
 

@@ -187,9 +187,11 @@ def revalidated(tx: Transaction, stale: Entry, not_modified: fields.Headers) -> 
     return entry_from(tx, storage, stale.status, kept, stale.body, stale.tokens), True
 
 
-async def store_entry(sidecar: Sidecar, primary: str, entry: Entry) -> bool:
-    """Write the entry (and, for a varying response, the URL's vary index)."""
-    sidecar.near.drop(primary)
+async def store_entry(sidecar: Sidecar, primary: str, entry: Entry, near_has_it: bool = False) -> bool:
+    """Write the entry (and, for a varying response, the URL's vary index). The near cache's copy
+    of the key is dropped first, unless ``near_has_it`` (a fast-path fill put this entry there)."""
+    if not near_has_it:
+        sidecar.near.drop(primary)
     ttl = storage_ttl(entry)
     names = [name for name, _ in entry.vary]
     if not names:

@@ -140,13 +140,14 @@ class FillJob:
     def stored(self, entry: Entry) -> None:
         """The entry is made: near cache, waiters, then the store behind the response."""
         sidecar = self.tx.sidecar
-        sidecar.near.put(self.tx.key, entry, self.generation)
+        # Only an entry without Vary answers every request for the URL; a variant never goes near.
+        kept_near = not entry.vary and sidecar.near.put(self.tx.key, entry, self.generation) is not None
         self.tx.share(Shared(entry))
-        sidecar.keep(self._write(entry))
+        sidecar.keep(self._write(entry, kept_near))
 
-    async def _write(self, entry: Entry) -> None:
+    async def _write(self, entry: Entry, kept_near: bool) -> None:
         try:
-            await store_entry(self.tx.sidecar, self.tx.key, entry)
+            await store_entry(self.tx.sidecar, self.tx.key, entry, near_has_it=kept_near)
         finally:
             self.release()
 

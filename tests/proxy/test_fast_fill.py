@@ -5,6 +5,7 @@ the connection staying on the fast path afterwards."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,11 @@ def routes(calls: list[str], gate: asyncio.Event) -> web.RouteTableDef:
         calls.append(name)
         if name.startswith("slow"):
             await gate.wait()
+        if name.startswith("vary"):
+            encoded = "gzip" in request.headers.get("Accept-Encoding", "")
+            headers = {"Vary": "Accept-Encoding", **({"Content-Encoding": "gzip"} if encoded else {})}
+            body = gzip.compress(BINARY) if encoded else BINARY
+            return web.Response(body=body, content_type="application/octet-stream", headers=headers)
         if name.startswith("chunked"):
             response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
             response.enable_chunked_encoding()
@@ -105,6 +111,35 @@ async def test_the_stored_entry_is_the_apps_bytes_and_the_connection_stays_fast(
         assert Entry.decode(stored).body == BINARY
         assert sidecar.metrics.fast_hits == 2  # the HITs after the fill: still the fast path
         assert not sidecar.fast_connections or len(sidecar.fast_connections) == 1
+
+
+async def test_a_varying_answer_never_reaches_the_near_cache_so_each_variant_gets_its_own(
+    aiohttp_server: Callable[..., Any], tmp_path: Path
+) -> None:
+    calls: list[str] = []
+    upstream = await aiohttp_server(manifest_app(RULES, routes(calls, asyncio.Event()), []))
+    async with running(upstream, calls, tmp_path) as listener, connection(listener) as (reader, writer):
+        near = listener.sidecar.near
+        put, offered = near.put, []
+
+        def recording_put(key: str, entry: Entry, generation: int | None = None) -> Any:
+            offered.append(entry.vary)  # even a copy dropped a moment later could answer someone
+            return put(key, entry, generation)
+
+        near.put = recording_put  # type: ignore[method-assign]
+        writer.write(get("/hit/vary-1", "Accept-Encoding: gzip"))
+        gzipped = await read_response(reader)
+        writer.write(get("/hit/vary-1"))
+        plain = await read_response(reader)
+        writer.write(get("/hit/vary-1", "Accept-Encoding: gzip"))
+        again = await read_response(reader)
+
+    assert not [vary for vary in offered if vary]
+    assert gzipped[1]["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain[1]
+    assert plain[2] == BINARY
+    assert (again[1]["x-cache"], gzip.decompress(again[2])) == ("HIT", BINARY)
+    assert calls == ["vary-1", "vary-1"]  # one fetch per variant
 
 
 async def test_a_chunked_answer_is_stored_and_replayed_with_its_length(
