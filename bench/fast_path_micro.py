@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -122,6 +123,15 @@ def forward(sidecar: Sidecar, requests: int) -> None:
     protocol.connection_lost(None)
 
 
+async def turns_until(done: Callable[[], bool], turns: int = 1000) -> None:
+    """Let the event loop run (tasks the fast path started) until ``done()``."""
+    for _ in range(turns):
+        if done():
+            return
+        await asyncio.sleep(0)
+    raise RuntimeError("the fast path never got there")
+
+
 async def fill(sidecar: Sidecar, requests: int, prefix: bytes = b"") -> None:
     """A GET a cached rule covers that missed: fetched on one pooled connection, relayed, stored
     (memory store, written behind the answer); each request a new URL."""
@@ -139,13 +149,12 @@ async def fill(sidecar: Sidecar, requests: int, prefix: bytes = b"") -> None:
     started = time.perf_counter()
     for n, head in enumerate(heads):
         protocol.data_received(head)
-        while app.writes <= n:  # the lookup runs as a task: let it send the request
-            await asyncio.sleep(0)
+        await turns_until(lambda n=n: app.writes > n)  # the lookup runs as a task: it sends the request
         origin.data_received(ORIGIN_RESPONSE)
-    while client.writes < requests:
-        await asyncio.sleep(0)
+    await turns_until(lambda: client.writes >= requests)
     elapsed = time.perf_counter() - started
-    assert not client.closed and not app.closed
+    assert not client.closed
+    assert not app.closed
     stored = await sidecar.store.size()
     per_request = elapsed / requests * 1e6
     rate = f"{requests / elapsed:,.0f}/s"
