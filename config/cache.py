@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tina4_sidecar.config.field_types import CaseInsensitive, EmptyIsUnset
+from tina4_sidecar.config.field_types import BackendName, EmptyIsUnset
 
 
 class Backend(StrEnum):
@@ -27,7 +27,7 @@ class CacheSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TINA4_", env_file=".env", extra="ignore", frozen=True)
 
-    cache_backend: Annotated[Backend, CaseInsensitive] = Field(
+    cache_backend: Annotated[Backend, BackendName] = Field(
         Backend.MEMORY, description="Which store to use."
     )
     cache_url: Annotated[str | None, EmptyIsUnset] = Field(
