@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from tina4_sidecar.client import runtime
 from tina4_sidecar.config import Backend, QueryCacheSettings, load_settings
-from tina4_sidecar.store.invalidation import new_token, tokens_from
+from tina4_sidecar.store.invalidation import MARKER_TTL, new_token, tokens_from
 from tina4_sidecar.store.sync.contract import SyncStore
 
 log = logging.getLogger("tina4_sidecar.client.query")
@@ -37,7 +37,7 @@ class PersistentLayer:
         self.backend: Backend = settings.db_cache_backend
         self.url = settings.db_cache_url
         self.ttl = settings.db_cache_ttl
-        self.token_ttl = 2 * self.ttl + 60 if self.ttl else 0
+        self.token_ttl = 2 * self.ttl + 60 if self.ttl else MARKER_TTL
 
     def stores(self) -> tuple[SyncStore, SyncStore]:
         return (
