@@ -16,15 +16,24 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
 from tina4_sidecar.client import runtime
+from tina4_sidecar.client.query.entry import entry_blob, valid_entry
+from tina4_sidecar.client.query.near import NEAR, NearEntry
+from tina4_sidecar.client.query.snapshot import Snapshot, decode_snapshot, encode_snapshot
 from tina4_sidecar.config import Backend, QueryCacheSettings, load_settings
-from tina4_sidecar.store.invalidation import MARKER_TTL, new_token, tokens_from
+from tina4_sidecar.store.invalidation import MARKER_TTL, new_token, scope, tokens_from
 from tina4_sidecar.store.sync.contract import SyncStore
+from tina4_sidecar.store.sync.together import read_together
 
 log = logging.getLogger("tina4_sidecar.client.query")
+
+QALL = scope("qall")
+"""Recorded by every persistent entry of this namespace; ``clear_cache()`` bumps it, so copies
+that other processes hold (``near.py``) stop being served when the entries are cleared."""
 
 INDEX_LIMIT = 10_000
 """Entries per process whose scopes are remembered for deletion on a write."""
@@ -45,28 +54,52 @@ class PersistentLayer:
             runtime.sync_store("meta", self.backend, self.url),
         )
 
-    def lookup(self, key: str | None, scopes: Sequence[str]) -> tuple[bytes | None, dict[str, str | None]]:
-        """The stored entry of ``key`` and the current tokens of ``scopes``.
+    def where(self) -> str:
+        return f"{self.backend.value}:{self.url or ''}"
 
+    def lookup(self, key: str | None, scopes: Sequence[str]) -> tuple[Snapshot | None, dict[str, str | None]]:
+        """The live cached result of ``key`` and the current tokens of ``scopes`` (plus ``QALL``).
+
+        A copy this process holds (``near.py``) costs one read of the tokens; otherwise the entry
+        and the tokens are read in one round trip where the store allows (``store/sync/together``).
         A scope without a token gets one now, before the caller runs its query: an entry never
         records "no token". A token this call could not write stays None, and the caller then
         does not store its result.
         """
         entries, meta = self.stores()
-        entry = entries.get(key) if key is not None else None
-        names = list(scopes)
-        tokens = tokens_from(meta.get_many(names), names)
+        names = [*scopes, QALL]
+        where = self.where()
+        entry: bytes | None = None
+        if key is not None and (near := NEAR.get(where, key)) is not None:
+            tokens = tokens_from(meta.get_many(names), names)
+            if near.recorded == tokens:
+                return near.snap, tokens
+            NEAR.drop(where, key)
+            entry = entries.get(key)  # another process may have stored a newer one
+        elif key is not None:
+            entry, values = read_together(entries, key, meta, names)
+            tokens = tokens_from(values, names)
+        else:
+            tokens = tokens_from(meta.get_many(names), names)
         for name, token in tokens.items():
             if token is None:
                 fresh = new_token()
                 tokens[name] = fresh.decode("ascii") if meta.set(name, fresh, self.token_ttl) else None
-        return entry, tokens
+        found = valid_entry(entry, tokens) if entry is not None else None
+        if key is None or found is None or (found.expires_at and found.expires_at <= time.time()):
+            return None, tokens
+        snap = decode_snapshot(found.payload)
+        NEAR.put(where, key, NearEntry(snap, dict(found.recorded), found.expires_at))
+        return snap, tokens
 
-    def save(self, key: str, blob: bytes, scopes: Sequence[str]) -> bool:
+    def save(self, key: str, snap: Snapshot, tokens: dict[str, str | None], scopes: Sequence[str]) -> bool:
+        """Store ``snap`` with the tokens read before its query ran (``lookup``)."""
         entries, _ = self.stores()
-        stored = entries.set(key, blob, self.ttl)
+        expires_at = time.time() + self.ttl if self.ttl else 0.0
+        stored = entries.set(key, entry_blob(tokens, encode_snapshot(snap), expires_at), self.ttl)
         if stored:
             INDEX.add(key, scopes)
+            NEAR.put(self.where(), key, NearEntry(snap, dict(tokens), expires_at))
         return stored
 
     def bump(self, scopes: Sequence[str]) -> bool:
@@ -127,8 +160,11 @@ runtime.on_reset(INDEX.clear)
 def clear_every_query_layer() -> bool:
     """``clear_cache()``: the query results of this namespace, every database's, in the store of
     ``TINA4_DB_CACHE_BACKEND`` and in that of ``TINA4_CACHE_BACKEND`` (the same store, usually)."""
-    entries, _ = PersistentLayer(load_settings(QueryCacheSettings)).stores()
+    layer = PersistentLayer(load_settings(QueryCacheSettings))
+    entries, meta = layer.stores()
     INDEX.clear()
-    done = entries.clear()
+    NEAR.clear()
+    done = meta.set(QALL, new_token(), layer.token_ttl)
+    done = entries.clear() and done
     main = runtime.sync_store("query")
     return (main is entries or main.clear()) and done
