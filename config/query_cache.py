@@ -30,3 +30,10 @@ class QueryCacheSettings(BaseSettings):
     db_cache_url: Annotated[str | None, EmptyIsUnset] = Field(
         None, description="URL of that store; falls back to TINA4_CACHE_URL."
     )
+    db_cache_push: bool = Field(
+        False,
+        description="On Redis/Valkey: trust the app's near-cache copies of query results until the "
+        "store announces a change of their tables (pub/sub), so a HIT costs no round trip; "
+        "another process's write is seen after the pub/sub delivery time. Off: every HIT reads "
+        "the current tokens (one round trip), exact.",
+    )

@@ -24,9 +24,12 @@ from tina4_sidecar.client import runtime
 from tina4_sidecar.client.query.entry import entry_blob, valid_entry
 from tina4_sidecar.client.query.near import NEAR, NearEntry
 from tina4_sidecar.client.query.snapshot import Snapshot, decode_snapshot, encode_snapshot
+from tina4_sidecar.client.query.trust import TrustedTokens, trusted_tokens
 from tina4_sidecar.config import Backend, QueryCacheSettings, load_settings
 from tina4_sidecar.store.invalidation import MARKER_TTL, new_token, scope, tokens_from
 from tina4_sidecar.store.sync.contract import SyncStore
+from tina4_sidecar.store.sync.fallback import SyncFallbackStore
+from tina4_sidecar.store.sync.redis import SyncRedisStore
 from tina4_sidecar.store.sync.together import read_together
 
 log = logging.getLogger("tina4_sidecar.client.query")
@@ -47,6 +50,7 @@ class PersistentLayer:
         self.url = settings.db_cache_url
         self.ttl = settings.db_cache_ttl
         self.token_ttl = 2 * self.ttl + 60 if self.ttl else MARKER_TTL
+        self.push = settings.db_cache_push
 
     def stores(self) -> tuple[SyncStore, SyncStore]:
         return (
@@ -56,6 +60,17 @@ class PersistentLayer:
 
     def where(self) -> str:
         return f"{self.backend.value}:{self.url or ''}"
+
+    def trust(self, meta: SyncStore) -> TrustedTokens | None:
+        """The push follower of the token layer (``trust.py``), with TINA4_DB_CACHE_PUSH on Redis."""
+        if not self.push:
+            return None
+        primary = meta.primary if isinstance(meta, SyncFallbackStore) else meta
+        if not isinstance(primary, SyncRedisStore) or primary.channel is None:
+            return None
+        if isinstance(meta, SyncFallbackStore) and meta.degraded:
+            return None
+        return trusted_tokens(self.where(), primary._redis(), primary.channel, primary.timeout)
 
     def lookup(self, key: str | None, scopes: Sequence[str]) -> tuple[Snapshot | None, dict[str, str | None]]:
         """The live cached result of ``key`` and the current tokens of ``scopes`` (plus ``QALL``).
@@ -70,8 +85,17 @@ class PersistentLayer:
         names = [*scopes, QALL]
         where = self.where()
         entry: bytes | None = None
-        if key is not None and (near := NEAR.get(where, key)) is not None:
+        trust = self.trust(meta)
+        near = NEAR.get(where, key) if key is not None else None
+        if near is not None and trust is not None:
+            known = trust.known(names)
+            if known is not None and near.recorded == known:  # no round trip at all
+                return near.snap, known
+        generation = trust.begin() if trust is not None else 0
+        if near is not None and key is not None:
             tokens = tokens_from(meta.get_many(names), names)
+            if trust is not None:
+                trust.learn(generation, tokens)
             if near.recorded == tokens:
                 return near.snap, tokens
             NEAR.drop(where, key)
@@ -81,6 +105,8 @@ class PersistentLayer:
             tokens = tokens_from(values, names)
         else:
             tokens = tokens_from(meta.get_many(names), names)
+        if trust is not None:
+            trust.learn(generation, tokens)
         for name, token in tokens.items():
             if token is None:
                 fresh = new_token()
@@ -106,7 +132,12 @@ class PersistentLayer:
         """New tokens for ``scopes``: every entry that recorded one of them is a miss from now on,
         and the ones this process stored are deleted."""
         entries, meta = self.stores()
+        trust = self.trust(meta)
+        if trust is not None:  # this process stops trusting them before and after the write
+            trust.forget(scopes)
         done = all([meta.set(name, new_token(), self.token_ttl) for name in scopes])
+        if trust is not None:
+            trust.forget(scopes)
         if not done:
             log.warning(
                 "query cache: could not invalidate %s; cached reads may stay stale for up to %ss",
@@ -164,7 +195,10 @@ def clear_every_query_layer() -> bool:
     entries, meta = layer.stores()
     INDEX.clear()
     NEAR.clear()
+    trust = layer.trust(meta)
     done = meta.set(QALL, new_token(), layer.token_ttl)
+    if trust is not None:
+        trust.forget()
     done = entries.clear() and done
     main = runtime.sync_store("query")
     return (main is entries or main.clear()) and done
