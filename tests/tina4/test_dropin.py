@@ -233,11 +233,19 @@ def test_request_scoped_layer_dedupes_reads_and_a_write_flushes_it(
     db = impl.Database(app_db)
     first = db.fetch_all("SELECT * FROM products ORDER BY id")
     again = db.fetch_all("SELECT * FROM products ORDER BY id")
-    assert first == again == [
-        {"id": 1, "name": "Keyboard", "price": 79.99},
-        {"id": 2, "name": "Mat", "price": 29.99},
-    ]
-    assert db.fetch_one("SELECT * FROM products WHERE id = ?", [2]) == {"id": 2, "name": "Mat", "price": 29.99}
+    assert (
+        first
+        == again
+        == [
+            {"id": 1, "name": "Keyboard", "price": 79.99},
+            {"id": 2, "name": "Mat", "price": 29.99},
+        ]
+    )
+    assert db.fetch_one("SELECT * FROM products WHERE id = ?", [2]) == {
+        "id": 2,
+        "name": "Mat",
+        "price": 29.99,
+    }
     stats = db.cache_stats()
     assert (stats["mode"], stats["hits"], stats["misses"], stats["size"]) == ("request", 1, 2, 2)
     db.execute("UPDATE products SET name = ? WHERE id = ?", ["Keys", 1])
@@ -274,7 +282,9 @@ def test_cache_new_request_and_reset_request_caches_start_the_request_layer_empt
     assert (db.cache_stats()["hits"], db.cache_stats()["misses"]) == (1, 3)
 
 
-def test_settings_are_read_in_every_database(impl: Impl, app_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_are_read_in_every_database(
+    impl: Impl, app_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TINA4_DB_CACHE", "true")
     monkeypatch.setenv("TINA4_DB_CACHE_TTL", "7")
     assert impl.Database(app_db).cache_stats()["ttl"] == 7
@@ -304,7 +314,7 @@ def test_persistent_layer_serves_later_reads_and_cache_clear_empties_it(
     assert (stats["hits"], stats["misses"], stats["size"]) == (0, 0, 0)
     assert [r["name"] for r in db.fetch_all(sql)] == ["Behind", "Keyboard"]
     db.execute("INSERT INTO products VALUES (3, 'Apple', 1.0)")  # a write invalidates
-    assert [r["name"] for r in db.fetch_all(sql)][0] == "Apple"
+    assert db.fetch_all(sql)[0]["name"] == "Apple"
 
 
 def test_persistent_memory_cache_is_shared_by_every_database_of_the_process(
