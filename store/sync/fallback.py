@@ -23,6 +23,7 @@ from tina4_sidecar.store.warn_once import recovered, warn_once
 
 log = logging.getLogger("tina4_sidecar.store")
 
+
 class SyncFallbackStore(SyncStore):
     """``primary`` (None: its driver is missing) with ``fallback`` (the file store) standing in."""
 
