@@ -74,7 +74,7 @@ def raw_reader(backend: str, url: str, namespace: str) -> Callable[[], Any] | No
 
         conn = psycopg.connect(url, autocommit=True)
         sql = (
-            "SELECT value FROM tina4_sidecar_cache WHERE cache_key = %s "
+            "SELECT value FROM tina4_cache WHERE cache_key = %s "
             "AND (expires_at IS NULL OR expires_at > %s)"
         )
         return lambda: msgpack.unpackb(bytes(conn.execute(sql, (key, time.time())).fetchone()[0])[1:])
