@@ -72,10 +72,6 @@ from tina4_sidecar.client.query.snapshot import (
     FETCH,
     ONE,
     Snapshot,
-    decode_snapshot,
-    encode_snapshot,
-    entry_blob,
-    entry_payload,
     snapshot,
 )
 from tina4_sidecar.client.request_scope import ambient, current, flush_after_write, hook_tina4_request_start
@@ -197,7 +193,17 @@ class Database:
         no_cache: bool = False,
     ) -> list[dict[str, Any]]:
         """All matching rows (``limit=0``) as a list of dicts."""
-        records: list[dict[str, Any]] = self.fetch(sql, params, limit, offset, no_cache).records
+        found = self._read(
+            FETCH,
+            sql,
+            params,
+            limit,
+            offset,
+            no_cache,
+            lambda: self._db.fetch(sql, params, limit, offset, no_cache=True),
+            rows_only=True,
+        )
+        records: list[dict[str, Any]] = found if type(found) is list else found.records
         return records
 
     def fetch_one(self, sql: str, params: list[Any] | None = None, no_cache: bool = False) -> Any:
@@ -215,7 +221,10 @@ class Database:
         offset: int | None,
         no_cache: bool,
         run: Callable[[], Any],
+        rows_only: bool = False,
     ) -> Any:
+        """``run()``'s result, or a copy of a cached one (with ``rows_only``, a hit answers just the
+        rows: ``fetch_all`` needs no DatabaseResult)."""
         shape = analyze(sql)
         if shape.mutates:  # INSERT ... RETURNING through fetch, a function that may write...
             return self._write(shape, run)
@@ -229,17 +238,15 @@ class Database:
             return run()
         scope = current() if self._request_layer else None
         if scope is not None and (snap := scope.get(key)) is not None:
-            return self._hit(snap)
+            return self._hit(snap, rows_only)
         tokens: dict[str, str | None] | None = None
         scopes: list[str] = []
         if self._persistent is not None:
-            payload, tokens, scopes = self._persistent_lookup(key, shape)
-            if payload is not None:
-                snap = decode_snapshot(payload)
-                if scope is None:  # freshly decoded rows: nobody else holds them, no second copy
-                    return self._hit(snap, copy=False)
-                scope.put(key, snap, self._request_ttl)
-                return self._hit(snap)
+            found, tokens, scopes = self._persistent_lookup(key, shape)
+            if found is not None:  # the near cache keeps it: every hit is a copy
+                if scope is not None:
+                    scope.put(key, found, self._request_ttl)
+                return self._hit(found, rows_only)
         result = run()
         with self._lock:
             self._misses += 1
@@ -251,17 +258,17 @@ class Database:
         if scope is not None:
             scope.put(key, snap, self._request_ttl)
         if self._persistent is not None and tokens and all(t is not None for t in tokens.values()):
-            self._persistent.save(key, entry_blob(tokens, encode_snapshot(snap)), scopes)
+            self._persistent.save(key, snap, tokens, scopes)
         return result
 
-    def _hit(self, snap: Snapshot, copy: bool = True) -> Any:
+    def _hit(self, snap: Snapshot, rows_only: bool = False) -> Any:
         with self._lock:
             self._hits += 1
-        return snap.result(self._db, copy)
+        return snap.records() if rows_only and snap.kind == FETCH else snap.result(self._db)
 
     def _persistent_lookup(
         self, key: str, shape: SqlShape
-    ) -> tuple[bytes | None, dict[str, str | None], list[str]]:
+    ) -> tuple[Snapshot | None, dict[str, str | None], list[str]]:
         assert self._persistent is not None
         facts = self._facts()
         scopes = read_scopes(self._dbh, shape, facts)
@@ -273,8 +280,7 @@ class Database:
             if rescoped != scopes:
                 scopes = rescoped
                 entry, tokens = self._persistent.lookup(key, scopes)
-        payload = entry_payload(entry, tokens) if entry is not None else None
-        return payload, tokens, scopes
+        return entry, tokens, scopes
 
     def _facts(self) -> SchemaFacts:
         facts = cached_facts(self._ident)

@@ -20,18 +20,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
+from time import monotonic
 from typing import Any
 
-from tina4_sidecar.client import kv_core, kv_sync
-from tina4_sidecar.client.kv_core import KvStores, acall
+from tina4_sidecar.client import kv_copies, kv_core, kv_sync
+from tina4_sidecar.client.kv_core import COUNTERS, KvStores, acall
 from tina4_sidecar.client.values import CorruptValue, decode, encode
 
 _M = ord("M")
+_opened = kv_sync._stores  # the list itself: filled on first use, emptied by runtime.reset()
 
 
 def cache_get(key: Any) -> Any | None:
     """The cached value of ``key``, or None when it is missing or expired (or cached as None)."""
-    payload = kv_sync.counted_get(kv_sync.stores(), key if type(key) is str else str(key))
+    if type(key) is not str:
+        key = str(key)
+    kv = _opened[0] if _opened else kv_sync.stores()
+    shard = kv.shard
+    if shard is not None:  # the memory store: read in place, copy a plain value (kv_copies)
+        stored = shard.get(key, monotonic())
+        if stored is None:
+            COUNTERS.miss()
+            return None
+        if stored[0] == _M:
+            COUNTERS.hit()
+            try:
+                return kv_copies.value_of(key, stored)
+            except CorruptValue:
+                return None
+    payload = kv_sync.counted_get(kv, key)
     if payload is None:
         return None
     try:

@@ -24,17 +24,25 @@ locks, and the polling of a waiting ``cache_get_or_set``, never count.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-import threading
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from tina4_sidecar.client import runtime
 from tina4_sidecar.client.values import CorruptValue, unwrap, wrap
 from tina4_sidecar.store.contract import Store
-from tina4_sidecar.store.invalidation import bump, new_token, read_tokens, scope, still_valid
+from tina4_sidecar.store.invalidation import (
+    MARKER_TTL,
+    MAX_ENTRY_TTL,
+    bump,
+    new_token,
+    read_tokens,
+    scope,
+    still_valid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,32 +51,44 @@ META_LAYER: Final = "meta"
 TAG_KIND: Final = "kvtag"
 
 
-@dataclass
 class Counters:
     """What the callers of this process saw since the start, ``clear_cache()`` or ``reset()``.
 
-    Locked: on the memory store, callers count from their own threads.
+    Lock-free: ``next()`` on an ``itertools.count`` is one C call, atomic under the GIL, where a
+    lock around ``+= 1`` cost a third of a memory-store ``cache_get``.
     """
 
-    hits: int = 0
-    misses: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self) -> None:
+        self._hits = itertools.count()
+        self._misses = itertools.count()
 
     def count(self, hit: bool) -> None:
-        with self._lock:
-            if hit:
-                self.hits += 1
-            else:
-                self.misses += 1
+        next(self._hits if hit else self._misses)
+
+    def hit(self) -> None:
+        next(self._hits)
+
+    def miss(self) -> None:
+        next(self._misses)
+
+    @property
+    def hits(self) -> int:
+        return _counted(self._hits)
+
+    @property
+    def misses(self) -> int:
+        return _counted(self._misses)
 
     def reset(self) -> None:
-        with self._lock:
-            self.hits = self.misses = 0
+        self._hits, self._misses = itertools.count(), itertools.count()
 
     def restart(self) -> None:
-        """At ``reset()`` and in a forked child, where another thread may have held the lock."""
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        """At ``reset()`` and in a forked child."""
+        self.reset()
+
+
+def _counted(counter: itertools.count[int]) -> int:
+    return int(repr(counter)[6:-1])  # "count(41)": the next value, i.e. how many were taken
 
 
 COUNTERS = Counters()
@@ -208,20 +228,22 @@ async def tag_tokens(stores: KvStores, tags: tuple[str, ...]) -> dict[str, str] 
 async def _create_token(meta: Store, name: str) -> str | None:
     """A first token for ``name``; another process's, when it created one at the same moment."""
     token = new_token()
-    if await meta.add(name, token, 0):
+    if await meta.add(name, token, MARKER_TTL):
         return token.decode("ascii")
     existing = await meta.get(name)
     if existing is not None:
         return existing.decode("ascii", "replace")
     # add() failed and nobody holds a token: the store cannot add (or is down); a plain set
     # may overwrite a racing process's first token, which only costs that process's value a miss.
-    return token.decode("ascii") if await meta.set(name, token, 0) else None
+    return token.decode("ascii") if await meta.set(name, token, MARKER_TTL) else None
 
 
 async def write(stores: KvStores, key: str, payload: bytes, ttl: int, tokens: dict[str, str] | None) -> bool:
     """Store ``payload`` with its tags' tokens; ``tokens=None`` (unknown) stores nothing."""
     if tokens is None:
         return False
+    if tokens:  # it records tokens: it may not outlive them (store/invalidation.py, MARKER_TTL)
+        ttl = min(ttl or MAX_ENTRY_TTL, MAX_ENTRY_TTL)
     return await stores.values.set(key, wrap(payload, tokens), ttl)
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from tina4_sidecar.client import runtime
 from tina4_sidecar.client.kv_core import COUNTERS, KV_LAYER, META_LAYER, tag_scope
 from tina4_sidecar.client.values import CorruptValue, unwrap, wrap
-from tina4_sidecar.store.invalidation import new_token, still_valid, tokens_from
+from tina4_sidecar.store.backends.memory import Shard
+from tina4_sidecar.store.invalidation import MARKER_TTL, MAX_ENTRY_TTL, new_token, still_valid, tokens_from
 from tina4_sidecar.store.sync.contract import SyncStore
+from tina4_sidecar.store.sync.local import SyncMemoryStore
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 class SyncKv:
     values: SyncStore
     meta: SyncStore
+    shard: Shard | None
+    """The memory store's entries, which ``cache_get`` reads directly (no other store has one)."""
 
 
 _stores: list[SyncKv] = []
@@ -33,7 +37,9 @@ def stores() -> SyncKv:
     """The two layers, opened on first use (again after ``runtime.reset()`` or a fork)."""
     if _stores:
         return _stores[0]
-    found = SyncKv(runtime.sync_store(KV_LAYER), runtime.sync_store(META_LAYER))
+    values = runtime.sync_store(KV_LAYER)
+    shard = values.shard if isinstance(values, SyncMemoryStore) else None
+    found = SyncKv(values, runtime.sync_store(META_LAYER), shard)
     _stores[:] = [found]
     return found
 
@@ -76,22 +82,24 @@ def tag_tokens(kv: SyncKv, tags: tuple[str, ...]) -> dict[str, str] | None:
 
 def _create_token(meta: SyncStore, name: str) -> str | None:
     token = new_token()
-    if meta.add(name, token, 0):
+    if meta.add(name, token, MARKER_TTL):
         return token.decode("ascii")
     existing = meta.get(name)
     if existing is not None:
         return existing.decode("ascii", "replace")
-    return token.decode("ascii") if meta.set(name, token, 0) else None
+    return token.decode("ascii") if meta.set(name, token, MARKER_TTL) else None
 
 
 def write(kv: SyncKv, key: str, payload: bytes, ttl: int, tokens: dict[str, str] | None) -> bool:
     if tokens is None:
         return False
+    if tokens:  # it records tokens: it may not outlive them (store/invalidation.py, MARKER_TTL)
+        ttl = min(ttl or MAX_ENTRY_TTL, MAX_ENTRY_TTL)
     return kv.values.set(key, wrap(payload, tokens), ttl)
 
 
 def invalidate(kv: SyncKv, tag: str) -> bool:
-    return kv.meta.set(tag_scope(tag), new_token(), 0)
+    return kv.meta.set(tag_scope(tag), new_token(), MARKER_TTL)
 
 
 def counted_get(kv: SyncKv, key: str) -> bytes | None:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from tina4_sidecar.client import runtime, sidecars
 from tina4_sidecar.config import Backend, SidecarSettings, load_settings
-from tina4_sidecar.store.invalidation import all_scope, new_token
+from tina4_sidecar.store.invalidation import MARKER_TTL, all_scope, new_token
 from tina4_sidecar.store.response_key import TAG_EPOCH, QueryFilter, route_scope, tag_scope, url_scope
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _purge(kind: str, value: str | bool) -> bool:
     store = runtime.sync_store(RESP_LAYER)
     written = True
     for scope in _scopes(kind, value):
-        written = store.set(scope, new_token(), 0) and written
+        written = store.set(scope, new_token(), MARKER_TTL) and written
     if not written:
         log.warning("purge %s failed: the store %s could not be written", {kind: value}, store.backend_name)
     mine = sidecars.own_store_id()

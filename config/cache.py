@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tina4_sidecar.config.field_types import CaseInsensitive, EmptyIsUnset
+from tina4_sidecar.config.field_types import BackendName, EmptyIsUnset
 
 
 class Backend(StrEnum):
@@ -27,9 +27,7 @@ class CacheSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TINA4_", env_file=".env", extra="ignore", frozen=True)
 
-    cache_backend: Annotated[Backend, CaseInsensitive] = Field(
-        Backend.MEMORY, description="Which store to use."
-    )
+    cache_backend: Annotated[Backend, BackendName] = Field(Backend.MEMORY, description="Which store to use.")
     cache_url: Annotated[str | None, EmptyIsUnset] = Field(
         None,
         description="Connection URL of a network store: redis://[user:pass@]host:port/db (rediss:// for TLS, "
@@ -68,6 +66,11 @@ class CacheSettings(BaseSettings):
         5.0,
         description="Seconds between health probes of a failed network store; the file store "
         "stands in until the store answers again.",
+    )
+    cache_table: str = Field(
+        "tina4_cache",
+        description="Table of the database store (the chapter's tina4_cache); read once per process.",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
     )
     database_url: Annotated[str | None, EmptyIsUnset] = Field(
         None, description="TINA4_DATABASE_URL: the database store's URL when TINA4_CACHE_URL is unset."

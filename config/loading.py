@@ -6,8 +6,11 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 
-class ConfigError(Exception):
-    """A bad configuration value; the message is one line naming the variable."""
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the variable.
+
+    A ``ValueError``, as Tina4 raises for a bad ``TINA4_CACHE_BACKEND``: code written against
+    Tina4 that catches ``ValueError`` catches ours too."""
 
 
 def load_settings[S: BaseSettings](cls: type[S], **overrides: Any) -> S:

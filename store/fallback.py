@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tina4_sidecar.store.contract import CLEAR_TIMEOUT, Store, StoreStats, StoreUnavailable
+from tina4_sidecar.store.warn_once import recovered, warn_once
 
 if TYPE_CHECKING:
     from tina4_sidecar.config import CacheSettings
@@ -144,6 +145,14 @@ class FallbackStore(Store):
         return self._active.backend_name
 
     @property
+    def where(self) -> str:
+        """The primary and its address, as the sync fallback names it (one warning for both)."""
+        if self.primary is None:
+            return self.primary_name
+        location = getattr(self.primary, "location", None) or getattr(self.primary, "url", "")
+        return f"{self.primary_name} at {location}" if location else self.primary_name
+
+    @property
     def degraded(self) -> bool:
         """True while the file store serves instead of the primary."""
         return self._active is not self.primary
@@ -156,13 +165,11 @@ class FallbackStore(Store):
             assert self.driver_error is not None
             self._remember_error("import", self.driver_error)
             await self._open_fallback()
-            log.warning(
-                "cache backend %s is unavailable: its driver is missing (%s); caching in the file "
-                "store under %s instead (install the driver and restart to use %s)",
+            warn_once(
                 self.primary_name,
-                self.driver_error,
-                self.settings.cache_dir,
-                self.primary_name,
+                f"cache backend {self.primary_name} is unavailable: its driver is missing "
+                f"({self.driver_error}); caching in the file store under {self.settings.cache_dir} "
+                f"instead (install the driver and restart to use {self.primary_name})",
             )
             return
         try:
@@ -289,14 +296,10 @@ class FallbackStore(Store):
                 return
             fallback = await self._open_fallback()
             self._active = fallback
-            log.warning(
-                "cache store %s is unavailable (%s); caching in the file store under %s and "
-                "probing %s every %gs",
-                self.primary_name,
-                reason,
-                self.settings.cache_dir,
-                self.primary_name,
-                self.probe_interval,
+            warn_once(  # one line per store and reason, whichever layers and paths meet it
+                self.where,
+                f"cache store {self.where} is unavailable ({reason}); caching in the file store under "
+                f"{self.settings.cache_dir} and probing {self.primary_name} every {self.probe_interval:g}s",
             )
             if self._probe is None or self._probe.done():
                 self._probe = asyncio.create_task(self._probe_primary(), name="tina4-store-probe")
@@ -325,7 +328,8 @@ class FallbackStore(Store):
             # no await since _replay_all() found the log empty: nothing can slip in between
             self._active = primary
             self._last_check = float("-inf")  # the next error is checked at once
-        log.info("cache store %s answers again; switched back from the file store", self.primary_name)
+        if recovered(self.where):
+            log.info("cache store %s answers again; switched back from the file store", self.where)
 
     async def _replay_all(self) -> bool:
         """Apply the outage log to the primary until it is empty; False when the primary failed.

@@ -13,6 +13,12 @@ every recorded token is unchanged. Purging a scope writes a new random token:
   (django-cacheops' rule, which django-cachalot's timestamps miss);
 * a token that the store lost (evicted, expired, cleared) reads as None, which differs from
   any recorded token: losing a token can only cause misses, never stale hits.
+
+Tokens expire (``MARKER_TTL``), so that the markers of URLs, routes and tags purged once do not
+pile up in a shared store. An entry that recorded "no token yet" (None: the scope had never been
+purged) would match again once a purge's token expired, so a token must outlive every entry that
+can have recorded it: ``MARKER_TTL`` is one day more than ``MAX_ENTRY_TTL``, the longest any
+response (``proxy/http/freshness.MAX_STORAGE_TTL``) or tagged key/value entry is kept.
 """
 
 from __future__ import annotations
@@ -23,6 +29,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from tina4_sidecar.store.contract import Store
 
 ALL = "all"
+
+MAX_ENTRY_TTL = 365 * 24 * 3600
+"""The longest an entry that records tokens is kept (responses; tagged key/value entries)."""
+
+MARKER_TTL = MAX_ENTRY_TTL + 24 * 3600
+"""TTL of every invalidation token: longer than any entry that can record it."""
 
 
 def scope(kind: str, name: str = "") -> str:
@@ -48,7 +60,7 @@ async def bump(store: Store, scopes: Iterable[str]) -> bool:
     """Purge: give each scope a new token. False when the store could not be written."""
     ok = True
     for name in scopes:
-        ok = await store.set(name, new_token(), 0) and ok
+        ok = await store.set(name, new_token(), MARKER_TTL) and ok
     return ok
 
 

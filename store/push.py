@@ -38,9 +38,23 @@ PRIVATE_PREFIX = "~"
 VERSION = 1
 
 
+TOKENS_LAYER = "meta"
+"""The layer of the key/value and query-cache tokens: announced too, for the app's near cache of
+query results (``client/query/trust.py``), on a channel of its own."""
+
+
 def channel(namespace: str) -> str:
     """The channel on which the response layer of ``namespace`` announces its changes."""
     return f"{namespace}:{CHANNEL_SUFFIX}"
+
+
+def channel_of(namespace: str, layer: str) -> str | None:
+    """Where ``layer`` of ``namespace`` announces its changes; None for the layers that do not."""
+    if layer == PUSH_LAYER:
+        return channel(namespace)
+    if layer == TOKENS_LAYER:
+        return f"{namespace}:{TOKENS_LAYER}:{CHANNEL_SUFFIX}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

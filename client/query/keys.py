@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tina4_sidecar.client.codec import pack
 
-FORMAT = 3
+FORMAT = 4
 
 
 class Unencodable(Exception):

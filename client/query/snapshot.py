@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tina4_sidecar.client.codec import CorruptValue, pack, unpack
-from tina4_sidecar.client.query.keys import FORMAT, Unencodable
+from tina4_sidecar.client.codec import pack, unpack
+from tina4_sidecar.client.query.keys import Unencodable
 
 FETCH, ONE = "fetch", "one"
 """Fetch kinds: ``fetch``/``fetch_all`` (a DatabaseResult) and ``fetch_one`` (a row or None)."""
@@ -105,17 +104,20 @@ class Snapshot:
             return 1 + (len(self.rows) if self.rows else 0)
         return 1 + sum(len(row) for row in self.rows)
 
+    def records(self) -> list[dict[str, Any]]:
+        """A copy of a FETCH snapshot's rows (what ``fetch_all`` returns)."""
+        if self.mutable:
+            return [_clone(row) for row in self.rows]
+        return [row.copy() for row in self.rows]
+
     def result(self, adapter: Any, copy: bool = True) -> Any:
         """A result for a caller: copies of the rows (``copy=False``: these rows, for a snapshot
         that was just decoded and that nobody else holds)."""
         if self.kind == ONE:
             if self.rows is None or not copy:
                 return self.rows
-            return _clone(self.rows) if self.mutable else dict(self.rows)
-        if not copy:
-            records = self.rows
-        else:
-            records = [_clone(row) for row in self.rows] if self.mutable else [dict(row) for row in self.rows]
+            return _clone(self.rows) if self.mutable else self.rows.copy()
+        records = self.records() if copy else self.rows
         count, limit, offset, affected, last_id, error, sql, returns_rows = self.meta
         result = _database_result()(
             records=records,
@@ -213,24 +215,3 @@ def decode_result(kind: str, payload: bytes, adapter: Any) -> Any:
     if snap.kind != kind:
         raise ValueError(f"a {snap.kind} entry read as {kind}")
     return snap.result(adapter)
-
-
-def entry_blob(tokens: Mapping[str, str | None], payload: bytes) -> bytes:
-    return pack([FORMAT, dict(tokens), payload])
-
-
-def entry_payload(blob: bytes, current: Mapping[str, str | None]) -> bytes | None:
-    """The payload of a stored entry when every token it recorded is still current, else None.
-
-    The recorded scopes must be exactly the scopes asked for now (the catalog may have changed
-    what a statement depends on), and a recorded token is never None.
-    """
-    try:
-        version, recorded, payload = unpack(blob)
-    except (CorruptValue, ValueError, TypeError):
-        return None
-    if version != FORMAT or not isinstance(recorded, dict) or recorded.keys() != current.keys():
-        return None
-    if any(token is None or current[name] != token for name, token in recorded.items()):
-        return None
-    return payload if isinstance(payload, bytes) else None

@@ -1,4 +1,4 @@
-"""The ``database`` store: cache entries in a SQL table, on PostgreSQL or on an embedded SQLite file.
+"""The ``database`` store: cache entries in a SQL table, on PostgreSQL, MySQL/MariaDB or SQLite.
 
 Which database: the ``url`` argument (the query cache passes ``TINA4_DB_CACHE_URL``), else
 ``TINA4_CACHE_URL``, else the app's ``TINA4_DATABASE_URL``, else a SQLite file
@@ -11,16 +11,22 @@ what the URL leaves out. Any other engine, or a URL that cannot be parsed, is a 
 ``from_settings``: :class:`DatabaseURLError`, both a ``ConfigError`` (the command line prints it
 as one line) and a ``ValueError`` (what ``open_store`` documents for a malformed URL).
 
-The table is ``tina4_sidecar_cache``, not Tina4's own ``tina4_cache``. Tina4's in-app cache
-creates ``tina4_cache(cache_key VARCHAR(255), value TEXT, expires_at)`` in the same app database,
-stores JSON text with ``0`` meaning "no expiry", and its ``clear()`` is ``DELETE FROM tina4_cache``.
-Sharing that table would break both sides: our binary values in a TEXT column, keys longer than
-255 characters, and every in-app ``cache_clear()`` wiping the sidecar's responses. Our table::
+The table is the chapter's ``tina4_cache`` ("a tina4_cache table in any Tina4-supported DB"),
+or the name in ``TINA4_CACHE_TABLE`` (read once per process; letters, digits and ``_``). Tina4's
+own in-app cache creates a ``tina4_cache(cache_key VARCHAR(255), value TEXT, expires_at)`` of
+another layout; with ``install()`` Tina4's cache steps aside and never creates it, and a table of
+that layout found in the database is said loudly at open (``TABLE_PROBE`` names our columns, so
+the store reports the table as unusable and the fallback warns) instead of failing call by call:
+drop it, or set ``TINA4_CACHE_TABLE`` to another name. Our table::
 
-    tina4_sidecar_cache(cache_key TEXT PRIMARY KEY,  -- Store.full_key(key)
-                        ns TEXT NOT NULL,            -- "<namespace>:<layer>": clear() and size()
-                        value BYTEA | BLOB NOT NULL,
-                        expires_at DOUBLE PRECISION | REAL NULL)  -- epoch seconds; NULL = never
+    tina4_cache(cache_key TEXT PRIMARY KEY,  -- Store.full_key(key)  (MySQL: VARBINARY(1024))
+                ns TEXT NOT NULL,            -- "<namespace>:<layer>": clear() and size()
+                value BYTEA | BLOB NOT NULL,
+                expires_at DOUBLE PRECISION | REAL NULL)  -- epoch seconds; NULL = never
+
+Engines: PostgreSQL (psycopg), SQLite (sqlite3) and MySQL/MariaDB (PyMySQL,
+``database_mysql.py``: ``mysql://user:pass@host:3306/database``, also ``mariadb://`` and
+SQLAlchemy's ``mysql+pymysql://``).
 
 A key whose full form exceeds ``LONG_KEY_BYTES`` (PostgreSQL's btree index refuses entries over
 about 2.7 kB, and response keys carry whole query strings), or that a text column cannot hold
@@ -59,6 +65,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import os
 import random
 import re
 import time
@@ -72,9 +79,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tina4_sidecar.store")
 
-TABLE = "tina4_sidecar_cache"
-TABLE_PROBE = f"SELECT 1 FROM {TABLE} WHERE cache_key = ''"
-"""The engines' ping: one index lookup that fails, like every statement, when the table is missing."""
+DEFAULT_TABLE = "tina4_cache"
+
+
+def _table_name() -> str:
+    name = os.environ.get("TINA4_CACHE_TABLE", "").strip() or DEFAULT_TABLE
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise ConfigError(f"TINA4_CACHE_TABLE={name!r}: a table name of letters, digits and _ (at most 63)")
+    return name
+
+
+TABLE = _table_name()
+TABLE_PROBE = f"SELECT ns, value, expires_at FROM {TABLE} WHERE cache_key = ''"
+"""The engines' ping: one index lookup that fails, like every statement, when the table is missing,
+and that names our columns, so a table of another layout under our name is refused at open."""
 SQLITE_DEFAULT_FILE = "cache.sqlite3"
 SWEEP_INTERVAL = 60.0
 SWEEP_BATCH = 1000
@@ -86,6 +104,7 @@ LONG_KEY_MARK = "#sha256:"
 
 POSTGRES_SCHEMES = ("postgresql", "postgres", "pgsql", "postgresql+psycopg", "postgresql+psycopg2")
 SQLITE_SCHEMES = ("sqlite", "sqlite3")
+MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 
 
 class DatabaseURLError(ConfigError, ValueError):
@@ -135,7 +154,7 @@ class DeletesManyRows(Protocol):
 
 
 class DatabaseStore(Store):
-    """One namespace and layer in the ``tina4_sidecar_cache`` table of a SQL database."""
+    """One namespace and layer in the ``tina4_cache`` table (``TABLE``) of a SQL database."""
 
     backend_name = "database"
 
@@ -289,11 +308,22 @@ def engine_for(settings: CacheSettings, url: str | None = None, name: str = "cac
             )
         except ValueError as exc:
             raise DatabaseURLError(f"{source}: {exc}") from None
+    if sep and scheme in MYSQL_SCHEMES:
+        from tina4_sidecar.store.backends.database_mysql import MysqlEngine
+
+        password = settings.cache_password.get_secret_value() if settings.cache_password else None
+        try:
+            return MysqlEngine(
+                "mysql" + chosen[len(scheme) :], settings.cache_timeout, settings.cache_username, password
+            )
+        except ValueError as exc:
+            raise DatabaseURLError(f"{source}: {exc}") from None
     # Only the scheme may be shown: the rest of the URL can hold a password.
     looks_like_url = re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme) and chosen[len(scheme) :].startswith("://")
     shown = f"a {scheme}:// URL" if looks_like_url else "a value without a driver:// scheme"
     raise DatabaseURLError(
         f"{source}: the database store speaks PostgreSQL (postgresql://, postgres://, pgsql://, "
-        f"postgresql+psycopg://) and SQLite (sqlite:///relative/path, sqlite:////absolute/path), "
+        f"postgresql+psycopg://), MySQL/MariaDB (mysql://, mariadb://) and SQLite "
+        f"(sqlite:///relative/path, sqlite:////absolute/path), "
         f"not {shown}; set TINA4_CACHE_URL to one of those or choose another TINA4_CACHE_BACKEND"
     )

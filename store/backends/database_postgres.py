@@ -128,9 +128,10 @@ class PostgresEngine:
         try:
             async with conn:
                 await _create_table(conn)
+                await conn.execute(TABLE_PROBE)  # a table of another layout under our name: refused
         except psycopg.Error as exc:
             raise StoreUnavailable(
-                f"database: cannot create table {TABLE} in {self.target}: {_reason(exc)}"
+                f"database: cannot create or use table {TABLE} in {self.target}: {_reason(exc)}"
             ) from None
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.conninfo,

@@ -177,6 +177,7 @@ class SqliteEngine:
             _enable_wal(conn, self.timeout)
             conn.execute("PRAGMA synchronous=NORMAL")  # a cache may lose its last writes on power loss
             _create_schema(conn)
+            conn.execute(TABLE_PROBE)  # a table of another layout under our name: refused
         except BaseException:
             conn.close()
             raise

@@ -88,8 +88,8 @@ class RedisStore(Store):
         self.location = _location(parts)
         self._client: Redis | None = None
         self._health_client: Redis | None = None
-        self.channel = push.channel(namespace) if layer == push.PUSH_LAYER else None
-        """Where this store announces its changes: the response layer only."""
+        self.channel = push.channel_of(namespace, layer)
+        """Where this store announces its changes: the response and the token layers only."""
 
     @classmethod
     def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> Store:

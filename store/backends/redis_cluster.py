@@ -152,8 +152,8 @@ class RedisClusterStore(Store):
         # The cluster client's per-node pools raise MaxConnectionsError when full instead of
         # waiting; calls past MAX_CONNECTIONS wait here (within their timeout), as on one node.
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
-        self.channel = push.channel(namespace) if layer == push.PUSH_LAYER else None
-        """Where this store announces its changes: the response layer only."""
+        self.channel = push.channel_of(namespace, layer)
+        """Where this store announces its changes: the response and the token layers only."""
 
     @classmethod
     def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> RedisClusterStore:

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from tina4_sidecar.store.backends import database_sqlite as lite
 from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, DatabaseStore, table_recreated
+from tina4_sidecar.store.backends.database_mysql import MysqlEngine, MysqlSql
 from tina4_sidecar.store.contract import StoreUnavailable
 from tina4_sidecar.store.sync.contract import SyncStore
 
@@ -27,7 +28,14 @@ class SyncDatabaseStore(SyncStore):
         self.db_spec = spec
         self.ns = spec.ns
         engine = spec.engine
-        self.sql: _Sql = _Postgres(engine) if engine.name == "postgresql" else _Sqlite(engine)
+        self.sql: _Sql
+        if engine.name == "postgresql":
+            self.sql = _Postgres(engine)
+        elif isinstance(engine, MysqlEngine):
+            sql = engine.sql
+            self.sql = MysqlSql(sql.url, sql.timeout, sql.params["user"], sql.params["password"])
+        else:
+            self.sql = _Sqlite(engine)
 
     def _get(self, key: str) -> bytes | None:
         return self.sql.get(self.db_spec.row_key(key), time.time())
@@ -115,6 +123,7 @@ class _Sqlite:
     def open(self) -> None:
         try:
             lite._create_schema(self._conn())
+            self._conn().execute(TABLE_PROBE)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"database: cannot open {self.target}: {exc}") from None
 
@@ -171,6 +180,7 @@ class _Postgres:
         try:
             with psycopg.connect(self.conninfo, autocommit=True) as conn:
                 self._create(conn)
+                conn.execute(TABLE_PROBE)
         except psycopg.Error as exc:
             raise StoreUnavailable(
                 f"database: cannot connect to {self.target}: {self.pg._reason(exc)}"

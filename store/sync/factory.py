@@ -12,7 +12,8 @@ from tina4_sidecar.config import Backend, CacheSettings
 from tina4_sidecar.store.contract import Store, StoreUnavailable
 from tina4_sidecar.store.factory import LOCAL_BACKENDS, build_store
 from tina4_sidecar.store.sync.contract import SyncStore
-from tina4_sidecar.store.sync.fallback import SyncFallbackStore, warn_once
+from tina4_sidecar.store.sync.fallback import SyncFallbackStore
+from tina4_sidecar.store.warn_once import warn_once
 
 type Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -76,7 +77,8 @@ def open_sync_store(
         warn_once(
             chosen.value,
             f"cache backend {chosen.value} is unavailable: its driver is missing ({exc}); caching in the "
-            f"file store under {settings.cache_dir} instead (install the driver and restart)",
+            f"file store under {settings.cache_dir} instead (install the driver and restart to use "
+            f"{chosen.value})",
         )
         fallback.open()
         return fallback

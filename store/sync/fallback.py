@@ -19,20 +19,9 @@ from typing import Any
 from tina4_sidecar.store.contract import StoreUnavailable
 from tina4_sidecar.store.fallback import OutageLog
 from tina4_sidecar.store.sync.contract import SyncStore
+from tina4_sidecar.store.warn_once import recovered, warn_once
 
 log = logging.getLogger("tina4_sidecar.store")
-
-_warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
-
-
-def warn_once(primary: str, message: str) -> None:
-    """Log ``message`` unless this process already said it for ``primary``."""
-    with _warned_lock:
-        if (primary, message) in _warned:
-            return
-        _warned.add((primary, message))
-    log.warning(message)
 
 
 class SyncFallbackStore(SyncStore):
@@ -133,7 +122,7 @@ class SyncFallbackStore(SyncStore):
         warn_once(
             self.where,
             f"cache store {self.where} is unavailable ({reason}); caching in the file store under "
-            f"{self.cache_dir} and trying {self.where} again every {self.probe_interval:g}s",
+            f"{self.cache_dir} and probing {self.where.split(' at ')[0]} every {self.probe_interval:g}s",
         )
 
     def _probe(self) -> None:
@@ -154,6 +143,5 @@ class SyncFallbackStore(SyncStore):
                 self.counters.last_error = f"probe: {exc}"
                 return
             self.degraded = False
-        with _warned_lock:
-            _warned.difference_update({item for item in _warned if item[0] == self.where})
-        log.info("cache store %s answers again; switched back from the file store", self.where)
+        if recovered(self.where):
+            log.info("cache store %s answers again; switched back from the file store", self.where)

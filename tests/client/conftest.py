@@ -25,6 +25,7 @@ from tests.servers.process import ServerProcess
 from tests.servers.redis import raw_client, redis_server, server_url, serving
 from tina4_sidecar.client import runtime
 from tina4_sidecar.config import CacheSettings
+from tina4_sidecar.store.backends.database import TABLE
 from tina4_sidecar.store.backends.file import decode_entry
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.factory import open_store
@@ -105,7 +106,7 @@ class KvBackend:
             return {key.decode() for key in raw_client(self.redis).keys("*")}
         if self.name == "database":
             with psycopg.connect(self.env["TINA4_CACHE_URL"]) as conn:
-                return {row[0] for row in conn.execute("SELECT cache_key FROM tina4_sidecar_cache")}
+                return {row[0] for row in conn.execute(f"SELECT cache_key FROM {TABLE}")}
         if self.name == "file":
             files = (p for p in Path(self.env["TINA4_CACHE_DIR"]).rglob("*") if p.is_file())
             return {decode_entry(p.read_bytes()).key for p in files if _is_entry(p)}

@@ -209,9 +209,9 @@ def test_a_write_committed_after_the_query_ran_is_not_served_afterwards(store: S
     layer = reader._persistent
     real_save = layer.save
 
-    def save_after_a_commit(key: str, blob: bytes, scopes: Any) -> bool:
+    def save_after_a_commit(key: str, snap: Any, tokens: Any, scopes: Any) -> bool:
         writer.execute("UPDATE products SET name = 'Committed' WHERE id = 1")
-        return real_save(key, blob, scopes)
+        return real_save(key, snap, tokens, scopes)
 
     layer.save = save_after_a_commit  # type: ignore[method-assign]
     assert reader.fetch_one(PRODUCT, [1])["name"] == "Keyboard"  # the in-flight read's old row

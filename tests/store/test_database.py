@@ -1,5 +1,6 @@
-"""The database store on real PostgreSQL and real SQLite: the shared contract, Tina4's own table left
-alone, sweeping, outages and restarts, connection errors, and which URL is used."""
+"""The database store on real PostgreSQL and real SQLite: the shared contract, the chapter's table
+name and Tina4's own layout refused under it, sweeping, outages and restarts, connection errors,
+and which URL is used. MariaDB: ``test_database_mysql.py``."""
 
 from __future__ import annotations
 
@@ -129,17 +130,6 @@ class DatabaseContract(ContractSuite, AddSuite):
 
         return exists
 
-    async def test_clear_leaves_tina4s_own_table_alone(self, store: Store, url: str) -> None:
-        raw = RawTable(url)
-        raw.execute(TINA4_TABLE_DDL)
-        key = f"tina4-in-app-{unique_namespace()}"
-        raw.execute(
-            "INSERT INTO tina4_cache (cache_key, value, expires_at) VALUES (?, ?, ?)", [(key, '"v"', 0)]
-        )
-        await store.set("k", b"ours", 60)
-        assert await store.clear() is True
-        assert raw.scalar("SELECT value FROM tina4_cache WHERE cache_key = ?", key) == '"v"'
-
     async def test_stats_name_the_engine_without_a_password(self, store: Store) -> None:
         extra = (await store.stats()).as_dict()
         assert extra["engine"] in ("postgresql", "sqlite")
@@ -165,6 +155,22 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path}/fresh/cache.sqlite3"
     shared: pg.SharedPostgres = request.getfixturevalue("shared_postgres")
     return shared.fresh_schema_url()
+
+
+async def test_the_table_is_the_chapters_tina4_cache_and_tina4s_own_layout_is_refused_loudly(
+    fresh_url: str, opened: Any
+) -> None:
+    """The chapter: "a tina4_cache table". A ``tina4_cache`` of Tina4's own layout (its in-app cache
+    ran before ``install()``) is refused at open with a message naming the table, so the fallback
+    warns once, instead of every call failing on a missing column."""
+    assert TABLE == "tina4_cache"
+    if fresh_url.startswith("sqlite"):
+        Path(sqlite_path(fresh_url)).parent.mkdir(parents=True, exist_ok=True)
+    RawTable(fresh_url).execute(TINA4_TABLE_DDL)
+    store = builder(fresh_url)(unique_namespace(), "kv")
+    with pytest.raises(StoreUnavailable, match="tina4_cache"):
+        await store.open()
+    await store.close()
 
 
 @pytest.fixture
