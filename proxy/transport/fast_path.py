@@ -28,6 +28,7 @@ import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, cast
 
+from tina4_sidecar.proxy.access_log import REQUEST_IDS, Meter
 from tina4_sidecar.proxy.http.freshness import should_refresh_early
 from tina4_sidecar.proxy.http.limits import Limits, oversized_head, refusal
 from tina4_sidecar.proxy.http.request_head import RequestHead
@@ -83,11 +84,14 @@ class FastPath(asyncio.Protocol):
         """The listener's decisions by header block, shared by its connections."""
         self.limits = limits
         self.answering = sidecar.settings.fast_path
+        self.strips_cookies = sidecar.settings.strip_anonymous_cookies
         """False: the front door only; every request goes to aiohttp once its head is in."""
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.lookup: asyncio.Task[None] | None = None
         self.handed_off = False
+        self.draining = False
+        """SIGTERM: close once the requests received so far are answered (``drain``)."""
         self.discarding = False
         self.discarded = 0
         self.reading_paused = False
@@ -111,14 +115,17 @@ class FastPath(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else None
         self.sidecar.fast_connections.add(self.transport)
+        self.meter = Meter(self.transport)  # the access log's status and bytes of forwarded GETs
         self.forwarder = Forwarder(
             self.sidecar.origin,
-            self.transport,
+            cast(asyncio.Transport, self.meter),
             self.sidecar.upstream.base_url,
             self._forwarded,
             HeaderKinds.for_tag_header(self.sidecar.settings.tag_header),
         )
         self.forward_started = 0.0
+        self.forward_head: RequestHead | None = None
+        self.forward_id = ""
         self.last_active = self.loop.time()
         self.timer = self.loop.call_later(self.limits.keepalive_timeout, self._check_timer)
 
@@ -177,6 +184,8 @@ class FastPath(asyncio.Protocol):
             buffer = self.buffer
             end = buffer.find(HEAD_END, 0, self.limits.max_header_bytes + 4)
             if end < 0:
+                if self.draining and not buffer:
+                    self._close_if_drained()
                 if buffer and not self.head_started:
                     self.head_started = self.loop.time()
                 too_big = oversized_head(buffer, None, self.limits)
@@ -194,6 +203,8 @@ class FastPath(asyncio.Protocol):
             block = bytes(buffer) if block_length == len(buffer) else bytes(buffer[:block_length])
             if self.answering:
                 seen = self._seen(block)
+                if seen is not None and self.strips_cookies and "cookie" in seen.head.headers:
+                    seen = None  # aiohttp's path removes anonymous cookies (proxy/front.py)
             else:
                 self.parser.parse(block)  # only to learn whether it is the connection's last request
                 seen = None
@@ -212,7 +223,7 @@ class FastPath(asyncio.Protocol):
                 return
             item = self._near_hit(head)
             if item is not None:
-                self._answer(item, head.method == "HEAD", route_label(seen.rule), block_length)
+                self._answer(item, head, route_label(seen.rule), block_length)
                 continue
             self.lookup = self.loop.create_task(self._store_lookup(head, block_length))
 
@@ -250,12 +261,40 @@ class FastPath(asyncio.Protocol):
             if len(seen.forwarded) < 8:
                 seen.forwarded[self.client_ip] = request
         self.forward_started = time.monotonic()
+        given = seen.head.headers.get("X-Request-ID")
+        request_id = REQUEST_IDS.of(given)
+        if given is None:  # made here and sent to the app too
+            request = b"%sX-Request-ID: %s\r\n\r\n" % (request[:-2], request_id.encode())
+        self.forward_head, self.forward_id = seen.head, request_id
+        self.meter.reset()
         self.forwarder.start(request)
 
+    def drain(self) -> None:
+        """The sidecar is stopping: answer what was received, then close (idle: close now)."""
+        self.draining = True
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        if self.handed_off or self.transport is None or self.lookup is not None or self.forwarder.busy:
+            return
+        if not self.buffer:
+            self.transport.close()
+
     def _forwarded(self, outcome: str) -> None:
-        self.sidecar.metrics.request(outcome, None, time.monotonic() - self.forward_started)
+        took = time.monotonic() - self.forward_started
+        self.sidecar.metrics.request(outcome, None, took)
+        head, meter = self.forward_head, self.meter
+        self.sidecar.metrics.answered(outcome, meter.status, meter.bytes)
+        if self.sidecar.access.enabled and head is not None:
+            upstream = meter.first_at - self.forward_started if outcome == "pass" else None
+            target = f"{head.raw_path}?{head.query}" if head.query else head.raw_path
+            self.sidecar.access.line(
+                "GET", target, meter.status, meter.bytes, took, outcome, upstream, self.forward_id
+            )
         if self.buffer and not self.handed_off:
             self._serve()
+        elif self.draining:
+            self._close_if_drained()
 
     def buffer_answered(self, block_length: int) -> None:
         del self.buffer[:block_length]
@@ -291,7 +330,7 @@ class FastPath(asyncio.Protocol):
             if item is None or not self._servable(item):
                 self._hand_off()
                 return
-            self._answer(item, head.method == "HEAD", route_label(rule), block_length)
+            self._answer(item, head, route_label(rule), block_length)
         except Exception as exc:  # never leave a connection hanging on a bug: aiohttp answers
             log.warning("fast path lookup failed: %s", exc)
             self._hand_off()
@@ -300,18 +339,29 @@ class FastPath(asyncio.Protocol):
             self.lookup = None
         if self.buffer and not self.handed_off:
             self._serve()
+        elif self.draining:
+            self._close_if_drained()
 
-    def _answer(self, item: Prebuilt, head_only: bool, route: str | None, block_length: int) -> None:
+    def _answer(self, item: Prebuilt, head: RequestHead, route: str | None, block_length: int) -> None:
         started = time.monotonic()
         self.buffer_answered(block_length)
         assert self.transport is not None
         dynamic = hit_headers(item, self.sidecar.name, CLOCK.date())
-        if head_only:
-            self.transport.write(item.status_and_headers + dynamic)
+        if head.method == "HEAD":
+            data = item.status_and_headers + dynamic
         else:
-            self.transport.write(b"".join((item.status_and_headers, dynamic, item.entry.body)))
-        self.sidecar.metrics.request("hit", route, time.monotonic() - started)
-        self.sidecar.metrics.fast_hits += 1
+            data = b"".join((item.status_and_headers, dynamic, item.entry.body))
+        self.transport.write(data)
+        took = time.monotonic() - started
+        metrics = self.sidecar.metrics
+        metrics.request("hit", route, took)
+        metrics.fast_hits += 1
+        metrics.answered("hit", item.entry.status, len(data))
+        access = self.sidecar.access
+        if access.enabled:
+            request_id = REQUEST_IDS.of(head.headers.get("X-Request-ID"))
+            target = f"{head.raw_path}?{head.query}" if head.query else head.raw_path
+            access.line(head.method, target, item.entry.status, len(data), took, "hit", None, request_id)
 
     # -- handing the connection to aiohttp --------------------------------------------------------
 
