@@ -16,8 +16,8 @@ for the caller) and deletes it in a background thread. All disk I/O runs in thre
 
 Bounded by TINA4_CACHE_MAX_ENTRIES and TINA4_CACHE_MAX_BYTES per layer (``file_bounds``), whether
 used directly or as the fallback. Expired files are deleted when read and by ``sweep()``,
-which a periodic task should call; ``size()`` counts entry files without reading them, so it includes expired files that
-neither has reached yet.
+which a periodic task should call; ``size()`` counts entry files without reading them, so it
+includes expired files that neither has reached yet.
 """
 
 from __future__ import annotations
