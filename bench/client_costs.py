@@ -225,9 +225,7 @@ def main() -> int:
             f"| {name} | {n['ours_us']:.2f} | {n['ours_cpu']:.2f} | {raw} | {n['raw_us']:.2f} | "
             f"{n['raw_cpu']:.2f} | {ratio:.2f}x |"
         )
-    print(
-        f"\nfetch_all of {int(fetches[0][2]['rows'])} of {ROWS} rows: uncached vs a persistent HIT"
-    )
+    print(f"\nfetch_all of {int(fetches[0][2]['rows'])} of {ROWS} rows: uncached vs a persistent HIT")
     print("| database | query cache | uncached | uncached CPU | cached | cached CPU | speed-up (wall) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for db, layer, n in fetches:

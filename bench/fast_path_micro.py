@@ -13,6 +13,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import uvloop
@@ -27,6 +28,10 @@ from tina4_sidecar.proxy.server import start_sidecar, stop_sidecar
 from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.proxy.transport.fast_path import FastPath
 from tina4_sidecar.proxy.transport.fast_request import BlockParser, SeenRequests
+
+NO_SLOW_PATH = SimpleNamespace(connections=[])
+"""Stands in for aiohttp's server: these requests never leave the fast path (only its open
+connections are counted, for the connection limit)."""
 
 REQUEST = (
     b"GET /api/sized?bytes=1024 HTTP/1.1\r\nHost: 127.0.0.1:7145\r\nUser-Agent: bench\r\n"
@@ -72,7 +77,7 @@ async def measure(requests: int) -> None:
         try:
             sidecar.manifest.rules = RuleSet([Rule(method="GET", path="/api/sized", cache=True, ttl=300)])
             entry = Entry(200, (("Content-Type", "application/json"),), b"x" * 1024, time.time(), 300)
-            protocol = FastPath(sidecar, None, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]  # never hands off here
+            protocol = FastPath(sidecar, NO_SLOW_PATH, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]  # never hands off here
             transport = CountingTransport()
             protocol.connection_made(transport)  # type: ignore[arg-type]
             parsed = BlockParser().parse(REQUEST)
@@ -94,7 +99,7 @@ async def measure(requests: int) -> None:
 def forward(sidecar: Sidecar, requests: int) -> None:
     """A GET no rule covers, forwarded on one pooled connection whose app answers at once."""
     assert sidecar.origin is not None
-    protocol = FastPath(sidecar, None, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]
+    protocol = FastPath(sidecar, NO_SLOW_PATH, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]
     client = CountingTransport()
     protocol.connection_made(client)  # type: ignore[arg-type]
     origin = OriginConnection(sidecar.origin)

@@ -16,9 +16,7 @@ class BoundedDict[K, V]:
         self.max_bytes = max_bytes
         self._items: dict[K, V] = {}
         self._bytes = 0
-
-    def get(self, key: K) -> V | None:
-        return self._items.get(key)
+        self.get = self._items.get  # the dict's own method: a lookup is on the HIT path
 
     def put(self, key: K, value: V, size: int) -> None:
         """Keep ``value`` under ``key``; ``size``: what the pair costs, in bytes (about)."""
@@ -34,7 +32,7 @@ class BoundedDict[K, V]:
         return self._items.pop(key, None)  # its bytes stay counted until the next clear
 
     def clear(self) -> None:
-        self._items.clear()
+        self._items.clear()  # the same dict object: ``get`` stays bound to it
         self._bytes = 0
 
     @property

@@ -46,6 +46,11 @@ class Limits:
     def pause_above(self) -> int:
         return self.max_header_bytes + READ_AHEAD
 
+    @property
+    def smallest(self) -> int:
+        """A head this long or shorter is within every limit."""
+        return min(self.max_request_line, self.max_header_bytes)
+
 
 def oversized_head(buffer: bytes | bytearray, head_length: int | None, limits: Limits) -> int | None:
     """414 or 431 when the head at the start of ``buffer`` breaks a limit (``head_length``: its

@@ -26,6 +26,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from http import HTTPStatus
 from itertools import islice
+from typing import Protocol
 
 from tina4_sidecar.proxy.http import cache_headers as ch
 from tina4_sidecar.proxy.http.entry import Entry
@@ -199,14 +200,19 @@ class NearCache:
         return len(self._entries)
 
 
-def hit_headers(item: Prebuilt, name: str, date: bytes) -> bytes:
+class Clock(Protocol):
+    def date(self) -> bytes:
+        """The Date header's value for now."""
+
+
+def hit_headers(item: Prebuilt, name: str, clock: Clock) -> bytes:
     """The per-hit part (``cache_headers.answer_headers`` for a HIT, and a Date when the entry has
     none), built once per wall-clock second."""
     now = time.time()
     second = int(now)
     if second == item.dynamic_second:
         return item.dynamic
-    lines = [] if item.dated else [b"Date: " + date]
+    lines = [] if item.dated else [b"Date: " + clock.date()]
     lines.extend(
         f"{header}: {value}".encode("latin-1", "surrogateescape")
         for header, value in ch.answer_headers(ch.Kind.HIT, item.entry, now, name, item.cache_status)

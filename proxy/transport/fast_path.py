@@ -178,28 +178,33 @@ class FastPath(asyncio.Protocol):
 
     def _serve(self) -> None:
         """Answer complete header blocks in order; stop at the first that needs the slow path."""
+        limits = self.limits
         while not self.handed_off and self.lookup is None and not self.forwarder.busy:
-            if len(self.buffer) <= self.limits.pause_above:
-                self._resume_reading()
             buffer = self.buffer
-            end = buffer.find(HEAD_END, 0, self.limits.max_header_bytes + 4)
+            if self.reading_paused and len(buffer) <= limits.pause_above:
+                self._resume_reading()
+            if not buffer:
+                return
+            end = buffer.find(HEAD_END, 0, limits.max_header_bytes + 4)
             if end < 0:
                 if self.draining and not buffer:
                     self._close_if_drained()
                 if buffer and not self.head_started:
                     self.head_started = self.loop.time()
-                too_big = oversized_head(buffer, None, self.limits)
+                too_big = oversized_head(buffer, None, limits)
                 if too_big is not None:
                     self._refuse(too_big)
-                elif len(buffer) > self.limits.max_header_bytes:
+                elif len(buffer) > limits.max_header_bytes:
                     self._refuse(431)
                 return
             block_length = end + len(HEAD_END)
             self.head_started = 0.0
-            too_big = oversized_head(buffer, block_length, self.limits)
-            if too_big is not None:
-                self._refuse(too_big)
-                return
+            # A head shorter than the request-line limit breaks neither limit: no need to look.
+            if block_length > limits.smallest:
+                too_big = oversized_head(buffer, block_length, limits)
+                if too_big is not None:
+                    self._refuse(too_big)
+                    return
             block = bytes(buffer) if block_length == len(buffer) else bytes(buffer[:block_length])
             if self.answering:
                 seen = self._seen(block)
@@ -223,7 +228,7 @@ class FastPath(asyncio.Protocol):
                 return
             item = self._near_hit(head)
             if item is not None:
-                self._answer(item, head, route_label(seen.rule), block_length)
+                self._answer(item, head, seen.route, block_length)
                 continue
             self.lookup = self.loop.create_task(self._store_lookup(head, block_length))
 
@@ -346,7 +351,7 @@ class FastPath(asyncio.Protocol):
         started = time.monotonic()
         self.buffer_answered(block_length)
         assert self.transport is not None
-        dynamic = hit_headers(item, self.sidecar.name, CLOCK.date())
+        dynamic = hit_headers(item, self.sidecar.name, CLOCK)
         if head.method == "HEAD":
             data = item.status_and_headers + dynamic
         else:

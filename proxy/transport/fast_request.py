@@ -46,6 +46,11 @@ class Seen:
     forwarded: dict[str | None, bytes] = field(default_factory=dict)
     """The request for the app by client address (X-Forwarded-For differs), for a few addresses."""
 
+    @property
+    def route(self) -> str | None:
+        """The metrics label of an answer: the cached rule's path pattern, None without one."""
+        return self.rule.path if self.rule is not None and self.rule.cache else None
+
 
 class _Parsed:
     """Callbacks for httptools: collects the one message of a header block."""
