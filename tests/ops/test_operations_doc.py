@@ -32,6 +32,7 @@ def test_every_example_and_metric_in_the_doc(ops_app: DemoApp, tmp_path: Path) -
         curls = [line for line in re.findall(r"^curl .*$", DOC, re.M)]
         assert len(curls) >= 6
         for line in curls:
+            call(base + "/news/doc")  # something to purge or inspect before each example
             command = (
                 line.replace("$SIDECAR", base).replace("$TOKEN", TOKEN).replace("/api/products", "/news/doc")
             )
