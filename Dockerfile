@@ -67,7 +67,11 @@ USER 10001:10001
 
 EXPOSE 7145
 
-# Readiness (store answers, app answers): unhealthy while the app or the store is down. The port
+# The file store (TINA4_CACHE_DIR; the fallback too) lives in a volume, not the container's layer.
+VOLUME ["/var/cache/tina4-sidecar"]
+
+# Readiness: the sidecar can serve (listening, rules loaded once, the store or its fallback
+# answers); the app being down does not make it unhealthy (it serves stale content meanwhile). The port
 # and the admin prefix follow TINA4_SIDECAR_LISTEN and TINA4_SIDECAR_ADMIN_PREFIX when they are
 # set in the environment. slim has no curl: Python's urllib, whose HTTPError (a 503) or
 # URLError (refused) ends the check with status 1.

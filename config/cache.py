@@ -46,11 +46,14 @@ class CacheSettings(BaseSettings):
         60, description="Default TTL in seconds of responses and key/value entries; 0 = no expiry."
     )
     cache_max_entries: Annotated[int, Field(ge=1)] = Field(
-        1000, description="Entries the memory store keeps before evicting the least recently used."
+        1000,
+        description="Entries the memory store keeps before evicting the least recently used; the file "
+        "store (also as the fallback) evicts the oldest written beyond it, per layer.",
     )
     cache_max_bytes: Annotated[int, Field(ge=1024)] = Field(
         256 * 1024 * 1024,
-        description="Bytes of values the memory store keeps before evicting (LRU).",
+        description="Bytes of values the memory store keeps before evicting (LRU); the file store's bound "
+        "too (file sizes, per layer).",
     )
     cache_dir: Path = Field(Path("data/cache"), description="Directory of the file store.")
     cache_namespace: str = Field(

@@ -7,9 +7,10 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from tina4_sidecar.config.field_types import EmptyIsUnset
+from tina4_sidecar.config.operations import OperationsSettings
 
 MIN_ADMIN_TOKEN_LENGTH = 16
 """The admin API can purge the whole cache: a guessable token is refused when the sidecar starts
@@ -28,10 +29,21 @@ def split_host_port(value: str) -> tuple[str, int]:
         raise ValueError(f"port {port} is out of range 1-65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"expected an IPv6 address between the brackets, got {value!r}") from None
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, like [::1]:{port}, got {value!r}")
     return host, port
 
 
-class SidecarSettings(BaseSettings):
+def join_host_port(host: str, port: int) -> str:
+    """``("::1", 7145)`` -> ``"[::1]:7145"``; ``("0.0.0.0", 7145)`` -> ``"0.0.0.0:7145"``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class SidecarSettings(OperationsSettings):
     """Everything the proxy needs beyond the store."""
 
     model_config = SettingsConfigDict(

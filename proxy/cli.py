@@ -10,10 +10,11 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tina4_sidecar.config import CacheSettings, ConfigError, SidecarSettings, load_settings
 from tina4_sidecar.config.rules import RuleSet, load_rules_file
+from tina4_sidecar.proxy.cli_flags import add_setting_flags, overrides
 from tina4_sidecar.proxy.logs import setup_logging
 
 PROG = "tina4-sidecar"
@@ -30,20 +31,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.error("a command is required: serve, routes, stats or purge")
     try:
-        settings = load_settings(
-            SidecarSettings,
-            upstream=getattr(args, "upstream", None),
-            listen=getattr(args, "listen", None),
-            rules_file=getattr(args, "rules_file", None),
-            log_level=getattr(args, "log_level", None),
-            workers=getattr(args, "workers", None),
-            honor_cache_control=getattr(args, "honor_cache_control", None),
-        )
-        if args.command in ("stats", "purge"):
+        given = {
+            **overrides(args, SidecarSettings),
+            "upstream": getattr(args, "upstream", None),
+            "rules_file": getattr(args, "rules_file", None),
+        }
+        settings = load_settings(SidecarSettings, **given)
+        if args.command in ("stats", "purge", "inspect"):
             return _admin(settings, args)
-        cache_settings = load_settings(CacheSettings, cache_backend=getattr(args, "backend", None))
+        cache_settings = load_settings(CacheSettings, **overrides(args, CacheSettings))
         if args.command == "serve":
-            return _serve(settings, cache_settings)
+            return _serve(settings, cache_settings, lambda: load_settings(SidecarSettings, **given))
         return asyncio.run(_routes(settings, as_json=args.json))
     except ConfigError as exc:
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
@@ -59,24 +57,14 @@ def _parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="with --version: also Python's, aiohttp's and uvloop's"
     )
     commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="run the sidecar in front of the app")
-    serve.add_argument("--listen", help="HOST:PORT to listen on (TINA4_SIDECAR_LISTEN, default 0.0.0.0:7145)")
-    serve.add_argument(
-        "--backend",
-        help="store: memory, file, redis, valkey, memcached, mongodb, database (TINA4_CACHE_BACKEND)",
+    serve = commands.add_parser(
+        "serve",
+        help="run the sidecar in front of the app",
+        description="Every setting has a flag here; a flag wins over its environment variable.",
     )
-    serve.add_argument("--log-level", help="debug, info, warning or error (TINA4_SIDECAR_LOG_LEVEL)")
-    serve.add_argument(
-        "--workers",
-        type=int,
-        help="processes sharing the port, SO_REUSEPORT (TINA4_SIDECAR_WORKERS, default 1)",
-    )
-    serve.add_argument(
-        "--honor-cache-control",
-        action="store_const",
-        const=True,
-        help="standards mode: cache as an RFC 9111 shared cache would (TINA4_SIDECAR_HONOR_CACHE_CONTROL)",
-    )
+    taken = {"upstream", "rules_file"}  # added below, for routes too
+    add_setting_flags(serve, SidecarSettings, taken)
+    add_setting_flags(serve, CacheSettings, taken)
     routes = commands.add_parser("routes", help="print the caching rules in force")
     routes.add_argument("--json", action="store_true", help="print the rules as JSON")
     for sub in (serve, routes):
@@ -90,9 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     what = purge.add_mutually_exclusive_group(required=True)
     what.add_argument("--url", help="every variant of one URL, e.g. '/api/products?page=1'")
     what.add_argument("--route", help="a path with all its query strings, e.g. /api/store/products")
+    what.add_argument("--prefix", help="every path under a directory, e.g. /api/store/")
+    what.add_argument("--host", help="every response of one host, e.g. shop.example.com")
     what.add_argument("--tag", help="every response tagged so (by its rule or the app's tag header)")
     what.add_argument("--all", action="store_true", help="every cached response")
-    for sub in (stats, purge):
+    purge.add_argument(
+        "--soft", action="store_true", help="mark stale instead of removing: still served if the app fails"
+    )
+    inspect = commands.add_parser("inspect", help="show what the cache holds for one URL (no body)")
+    inspect.add_argument("url", help="the URL's path and query, e.g. '/api/products?page=1'")
+    inspect.add_argument(
+        "--host", dest="inspect_host", help="the Host clients send (default: the admin URL's)"
+    )
+    inspect.add_argument("--json", action="store_true", help="print the answer as JSON")
+    for sub in (stats, purge, inspect):
         sub.add_argument(
             "--admin",
             help="admin API URL (default: TINA4_SIDECAR_ADMIN_LISTEN, else TINA4_SIDECAR_LISTEN on "
@@ -105,21 +104,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _admin(settings: SidecarSettings, args: argparse.Namespace) -> int:
-    from tina4_sidecar.proxy.admin.cli import purge_command, stats_command
+    from tina4_sidecar.proxy.admin.cli import inspect_command, purge_command, stats_command
 
     if args.command == "stats":
         return stats_command(settings, args.admin, args.token, as_json=args.json)
-    kind = next((kind for kind in ("url", "route", "tag") if getattr(args, kind) is not None), "all")
+    if args.command == "inspect":
+        return inspect_command(settings, args.admin, args.token, args.url, args.inspect_host, args.json)
+    kinds = ("url", "route", "prefix", "host", "tag")
+    kind = next((kind for kind in kinds if getattr(args, kind) is not None), "all")
     order: dict[str, str | bool] = {"all": True} if kind == "all" else {kind: getattr(args, kind)}
+    if args.soft:
+        order["soft"] = True
     return purge_command(settings, args.admin, args.token, order)
 
 
-def _serve(settings: SidecarSettings, cache_settings: CacheSettings) -> int:
+def _serve(
+    settings: SidecarSettings, cache_settings: CacheSettings, load: Callable[[], SidecarSettings]
+) -> int:
     from tina4_sidecar.proxy.server import run  # aiohttp's server only for this command
 
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     try:
-        return run(settings, cache_settings)
+        return run(settings, cache_settings, load)
     except OSError as exc:  # filename: the admin listener's address when that one failed
         where = exc.filename or settings.listen
         print(f"{PROG}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)

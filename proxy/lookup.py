@@ -6,7 +6,8 @@ Shared by the aiohttp pipeline and the HIT fast path, so both decide a HIT the s
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 from tina4_sidecar.proxy.http.entry import Entry, EntryError
 from tina4_sidecar.proxy.http.request_head import RequestHead
@@ -14,6 +15,7 @@ from tina4_sidecar.proxy.http.variants import decode_index, request_values, vari
 from tina4_sidecar.proxy.sidecar import Sidecar
 from tina4_sidecar.store.invalidation import read_tokens, still_valid, tokens_from
 from tina4_sidecar.store.response_key import lookup_scopes
+from tina4_sidecar.store.soft_purge import soft_purged
 
 log = logging.getLogger("tina4_sidecar.proxy")
 
@@ -30,7 +32,7 @@ class Lookup:
 
 
 async def lookup(sidecar: Sidecar, primary: str, head: RequestHead) -> Lookup:
-    scopes = lookup_scopes(head.raw_path, sidecar.query_filter.canonical(head.query))
+    scopes = lookup_scopes(head.raw_path, sidecar.query_filter.canonical(head.query), head.host)
     raw, *values = await sidecar.store.get_many([primary, *scopes])
     tokens = tokens_from(values, scopes)
     key = primary
@@ -47,8 +49,15 @@ async def lookup(sidecar: Sidecar, primary: str, head: RequestHead) -> Lookup:
     unread = [name for name in recorded if name not in tokens]
     current = {**tokens, **(await read_tokens(sidecar.store, unread))} if unread else tokens
     if not still_valid(recorded, current):
-        return Lookup(primary, key, None, tokens)
+        if not soft_purged(recorded, current):
+            return Lookup(primary, key, None, tokens)
+        entry = expired(entry)  # soft purge: stale now, still usable for stale-if-error
     return Lookup(primary, key, entry, tokens)
+
+
+def expired(entry: Entry) -> Entry:
+    """The entry as if its TTL had just run out (its stale windows start now)."""
+    return replace(entry, ttl=min(entry.ttl, int(time.time() - entry.stored_at) - 1))
 
 
 def _decode(sidecar: Sidecar, raw: bytes | None, key: str) -> Entry | None:

@@ -93,6 +93,18 @@ class ManifestWatcher:
                 cached,
             )
 
+    def reconfigure(self, static: RuleSet | None, interval: float) -> None:
+        """SIGHUP: new static rules (the rules file read again) and refresh interval."""
+        self._static = static
+        self._interval = interval
+        base = self._from_app if self._from_app is not None else RuleSet([])
+        self.rules = RuleSet.merged(static, base) if static is not None else base
+
+    @property
+    def rules_loaded(self) -> bool:
+        """Rules came from the app at least once, or from a rules file: the sidecar can serve."""
+        return self._from_app is not None or self._static is not None
+
     def _ok(self) -> None:
         if self.last_error is not None:
             log.info("manifest available again")

@@ -22,21 +22,11 @@ import logging
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-
-from tina4_sidecar.proxy.build_info import build_info
 
 OUTCOMES = ("hit", "stale", "miss", "bypass", "pass", "error")
 """``hit``: fresh entry served; ``stale``: expired entry served (grace or app failure);
@@ -134,13 +124,17 @@ def hit_rate(hits: int, stale: int, misses: int) -> float:
 
 @dataclass(frozen=True)
 class Gauges:
-    """What is read at scrape time rather than counted: the store and the manifest."""
+    """What is read at scrape time rather than counted: the store, the manifest, the app."""
 
     entries: int
     store_errors: int
     fallback: bool
     manifest_rules: int
     manifest_ok: bool
+    manifest_loaded_at: float | None = None
+    app_up: bool | None = None
+    in_flight: int = 0
+    workers: int = 1
 
 
 class Metrics:
@@ -155,6 +149,12 @@ class Metrics:
         self.unreadable_entries = 0
         self._unreadable_reasons: set[str] = set()
         self.connections_refused = 0
+        self.status_classes = [0] * 6
+        """Answers by status class: index 1 for 1xx ... 5 for 5xx (0: anything else)."""
+        self.bytes_sent: dict[str, int] = {}
+        """Bytes sent to clients (headers included), by cache outcome."""
+        self.purges: dict[str, int] = {}
+        """Admin purges by kind (url, route, prefix, tag, host, all, and soft- ones)."""
         self._refusal_logged = -math.inf
         self._slots: dict[tuple[str, str | None], _Slot] = {}
         self._durations = {outcome: Buckets(REQUEST_BUCKETS) for outcome in OUTCOMES}
@@ -164,7 +164,7 @@ class Metrics:
         self._route_coalesced: dict[str, int] = {}
         self._gauges: Gauges | None = None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(self))
+        self.registry.register(MetricsCollector(self))
         ProcessCollector(registry=self.registry)  # memory, CPU, open files of this process
 
     # -- what the pipeline calls ------------------------------------------------------------------
@@ -178,6 +178,14 @@ class Metrics:
         durations = slot.durations  # Buckets.observe() inlined: a call costs a third of this method
         durations.sum += seconds
         durations.counts[bisect_left(durations.bounds, seconds)] += 1
+
+    def answered(self, outcome: str, status: int, size: int) -> None:
+        """One answer sent: its status class and bytes (the access log's hook calls it)."""
+        self.status_classes[status // 100 if 100 <= status < 600 else 0] += 1
+        self.bytes_sent[outcome] = self.bytes_sent.get(outcome, 0) + size
+
+    def purged(self, kind: str) -> None:
+        self.purges[kind] = self.purges.get(kind, 0) + 1
 
     def origin_fetch(self, route: str | None, status: int, seconds: float) -> None:
         """One request sent to the app on behalf of the cache (miss, refresh, revalidation)."""
@@ -276,99 +284,53 @@ class Metrics:
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
 
+    # -- one view of several workers (proxy/workers_view.py) ----------------------------------------
 
-class _Collector(Collector):
-    """Turns a ``Metrics``' numbers into Prometheus families at scrape time."""
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter as plain JSON, to be summed with other workers' snapshots."""
+        return {
+            "slots": [[slot.outcome, slot.route, slot.count] for slot in self._slots.values()],
+            "durations": {name: [b.counts, b.sum] for name, b in self._durations.items()},
+            "origin_statuses": {str(status): count for status, count in self._origin_statuses.items()},
+            "origin_durations": [self._origin_durations.counts, self._origin_durations.sum],
+            "route_fetches": self._route_fetches,
+            "route_coalesced": self._route_coalesced,
+            "scalars": {name: getattr(self, name) for name in _SCALARS},
+            "status_classes": self.status_classes,
+            "bytes_sent": self.bytes_sent,
+            "purges": self.purges,
+        }
 
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
+    def add(self, snapshot: dict[str, Any]) -> None:
+        """Add another worker's ``snapshot()`` to these counters."""
+        for outcome, route, count in snapshot["slots"]:
+            slot = self._slots.get((outcome, route)) or self._new_slot(outcome, route)
+            slot.count += count
+        for name, (counts, total) in snapshot["durations"].items():
+            buckets = self._durations.setdefault(name, Buckets(REQUEST_BUCKETS))
+            _add_buckets(buckets, counts, total)
+        for status, count in snapshot["origin_statuses"].items():
+            self._origin_statuses[int(status)] = self._origin_statuses.get(int(status), 0) + count
+        _add_buckets(self._origin_durations, *snapshot["origin_durations"])
+        for mine, theirs in ((self._route_fetches, snapshot["route_fetches"]),
+                             (self._route_coalesced, snapshot["route_coalesced"]),
+                             (self.bytes_sent, snapshot["bytes_sent"]),
+                             (self.purges, snapshot["purges"])):  # fmt: skip
+            for name, count in theirs.items():
+                mine[name] = mine.get(name, 0) + count
+        for name, value in snapshot["scalars"].items():
+            setattr(self, name, getattr(self, name) + value)
+        self.status_classes = [
+            a + b for a, b in zip(self.status_classes, snapshot["status_classes"], strict=True)
+        ]
 
-    def collect(self) -> Iterator[Metric]:
-        metrics = self._metrics
-        requests = CounterMetricFamily(
-            f"{PREFIX}_requests",
-            "Requests answered, by cache outcome and rule path pattern ('none': no cached rule).",
-            labels=("outcome", "route"),
-        )
-        for slot in metrics._slots.values():
-            requests.add_metric((slot.outcome, slot.route or NO_ROUTE), slot.count)
-        yield requests
 
-        durations = HistogramMetricFamily(
-            f"{PREFIX}_request_duration_seconds",
-            "Time the sidecar took to answer a request, by cache outcome.",
-            labels=("outcome",),
-        )
-        for outcome, buckets in metrics._durations.items():
-            durations.add_metric((outcome,), buckets.cumulative(), buckets.sum)
-        yield durations
+_SCALARS = ("origin_fetches", "coalesced", "fast_hits", "unreadable_entries", "connections_refused")
 
-        fetches = CounterMetricFamily(
-            f"{PREFIX}_origin_fetches",
-            "Requests sent to the app for the cache (misses, refreshes), by the app's status.",
-            labels=("status",),
-        )
-        for status, count in sorted(metrics._origin_statuses.items()):
-            fetches.add_metric((str(status),), count)
-        yield fetches
 
-        origin = HistogramMetricFamily(
-            f"{PREFIX}_origin_duration_seconds", "Time the app took to answer a fetch for the cache."
-        )
-        origin.add_metric((), metrics._origin_durations.cumulative(), metrics._origin_durations.sum)
-        yield origin
+def _add_buckets(buckets: Buckets, counts: list[int], total: float) -> None:
+    buckets.counts = [a + b for a, b in zip(buckets.counts, counts, strict=True)]
+    buckets.sum += total
 
-        info = build_info()
-        build = GaugeMetricFamily(
-            f"{PREFIX}_build_info",
-            "Always 1; the labels say which sidecar this is (its version, Python's, aiohttp's, uvloop's).",
-            labels=tuple(info),
-        )
-        build.add_metric(tuple(info.values()), 1)
-        yield build
 
-        yield CounterMetricFamily(
-            f"{PREFIX}_coalesced_waiters",
-            "Requests that waited for another request's fetch instead of asking the app.",
-            value=metrics.coalesced,
-        )
-
-        yield CounterMetricFamily(
-            f"{PREFIX}_connections_refused",
-            "Client connections closed at once because TINA4_SIDECAR_MAX_CONNECTIONS were open.",
-            value=metrics.connections_refused,
-        )
-
-        yield CounterMetricFamily(
-            f"{PREFIX}_unreadable_entries",
-            "Reads of stored entries taken as a miss because this sidecar cannot read them (written by "
-            "another format version during a rolling upgrade, or corrupt); the fetch overwrites them.",
-            value=metrics.unreadable_entries,
-        )
-
-        gauges = metrics._gauges
-        if gauges is None:
-            return
-        yield CounterMetricFamily(
-            f"{PREFIX}_store_errors",
-            "Store calls that failed or timed out (each request went on without the cache).",
-            value=gauges.store_errors,
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_store_fallback",
-            "1 while the file store stands in for the configured store, else 0.",
-            value=int(gauges.fallback),
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_cache_entries",
-            "Keys in the store's response layer (entries and purge tokens; memcached: approximate).",
-            value=gauges.entries,
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_manifest_rules", "Caching rules in force.", value=gauges.manifest_rules
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_manifest_ok",
-            "1 when the last manifest refresh succeeded, else 0 (the last good rules stay in force).",
-            value=int(gauges.manifest_ok),
-        )
+from tina4_sidecar.proxy.metrics_families import MetricsCollector  # noqa: E402  (it reads Metrics)

@@ -9,6 +9,7 @@ from typing import Any
 
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import RuleSet
+from tina4_sidecar.proxy.access_log import AccessLog
 from tina4_sidecar.proxy.bounded import BoundedDict
 from tina4_sidecar.proxy.flights import Flights
 from tina4_sidecar.proxy.http.forward_headers import TrustedProxies
@@ -49,6 +50,14 @@ class Sidecar:
     )
     unwatch: Callable[[], None] = lambda: None
     """Stops the memory store telling the near cache of in-process purges (``start_sidecar``)."""
+    slow_in_flight: int = 0
+    """Requests on aiohttp's path being answered now (``proxy/front.py`` counts them)."""
+    snapshots: Any = None
+    """Under ``--workers``: this worker's counters for the others (``proxy/workers_view.py``)."""
+    serving: bool = False
+    """Listening and not shutting down (readiness)."""
+    access: AccessLog = field(init=False)
+    """The access log (TINA4_SIDECAR_ACCESS_LOG, TINA4_SIDECAR_LOG_FORMAT)."""
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     """Fetches and refreshes that may outlive their request; held so they are not collected."""
 
@@ -56,6 +65,8 @@ class Sidecar:
         self.flights = Flights(self.settings.hit_for_miss)
         self.trusted = TrustedProxies(self.settings.trusted_proxies)
         self.limits = Limits.of(self.settings)
+        logs_info = self.settings.log_level in ("debug", "info")
+        self.access = AccessLog(self.settings.log_format, self.settings.access_log and logs_info)
         shared = self.store.backend_name != "memory"  # only then can another process purge
         self.near = NearCache(
             self.settings.near_cache_entries,

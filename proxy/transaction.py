@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tina4_sidecar.config.rules import Rule
+from tina4_sidecar.proxy.access_log import note_outcome
 from tina4_sidecar.proxy.flights import Shared
 from tina4_sidecar.proxy.http.cacheability import Decision
 from tina4_sidecar.proxy.http.entry import Entry
@@ -84,4 +85,5 @@ class Transaction:
 
     def done[R](self, outcome: str, response: R) -> R:
         self.sidecar.metrics.request(outcome, self.route, time.monotonic() - self.started)
+        note_outcome(outcome)  # the access log's cache field
         return response

@@ -74,7 +74,35 @@ def tag_scope(tag: str) -> str:
     return f"~tok:tag:{tag}"
 
 
-def lookup_scopes(raw_path: str, canonical_query: str) -> list[str]:
+MAX_PREFIX_DEPTH = 8
+"""Path prefixes a response is purgeable by: its first ``MAX_PREFIX_DEPTH`` directories."""
+
+
+def prefix_scope(prefix: str) -> str:
+    """Token key of every path under ``prefix`` (a directory, ending in ``/``): ``purge_prefix``."""
+    return f"~tok:prefix:{prefix}"
+
+
+def path_prefixes(raw_path: str) -> list[str]:
+    """``/api/store/products`` -> ``["/api/", "/api/store/"]`` (the root is ``purge_all``'s)."""
+    prefixes: list[str] = []
+    end = raw_path.find("/", 1)
+    while end > 0 and len(prefixes) < MAX_PREFIX_DEPTH:
+        prefixes.append(raw_path[: end + 1])
+        end = raw_path.find("/", end + 1)
+    return prefixes
+
+
+def host_scope(host: str) -> str:
+    """Token key of every response of one host (``purge_host``)."""
+    return f"~tok:host:{host.lower()}"
+
+
+def lookup_scopes(raw_path: str, canonical_query: str, host: str | None = None) -> list[str]:
     """The tokens a lookup reads with the entry, in one round trip; the epoch is last on purpose
     (see ``TAG_EPOCH``)."""
-    return ["~tok:all", route_scope(raw_path), url_scope(raw_path, canonical_query), TAG_EPOCH]
+    scopes = ["~tok:all"]
+    if host is not None:
+        scopes.append(host_scope(host))
+    scopes += [prefix_scope(prefix) for prefix in path_prefixes(raw_path)]
+    return [*scopes, route_scope(raw_path), url_scope(raw_path, canonical_query), TAG_EPOCH]

@@ -1,10 +1,15 @@
 """The admin API: everything under ``TINA4_SIDECAR_ADMIN_PREFIX`` (default ``/__sidecar/``).
 
-    GET  health    200 {"status": "ok"}                                  liveness
-    GET  ready     200 or 503 {"status", "store", "app"}                 store pings, app answers
+    GET  health    200 {"status": "ok"}                                  the process is alive
+    GET  ready     200 or 503 {"status", "listening", "rules", "store", "app"}   can serve
     GET  stats     200 JSON: counters, hit rate, store, manifest          needs the token
     GET  metrics   200 Prometheus text (OpenMetrics if Accept asks)       needs the token
-    POST purge     {"url"|"route"|"tag"|"all": ...} -> {"purged": ...}    needs the token
+    POST purge     {"url"|"route"|"prefix"|"host"|"tag"|"all": ..., "soft"?} needs the token
+    GET  inspect   ?url=/path[&host=h] one key's entry: TTL left, size, tags, variants
+    PURGE /any/path  (the Varnish and Souin convention) purges that URL, with the admin token
+
+Under ``--workers N`` ``stats`` and ``metrics`` report the whole sidecar, every worker summed
+(``proxy/workers_view.py``), whichever worker answers.
 
 Access. On the public listener ``health`` and ``ready`` answer anyone (load balancers, Docker's
 HEALTHCHECK): they tell only ok or not, and which part failed. ``stats``, ``metrics`` and
@@ -28,11 +33,14 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from tina4_sidecar.proxy.admin.auth import TokenCheck, check_bearer
+from tina4_sidecar.proxy.admin.inspect import inspect
 from tina4_sidecar.proxy.admin.probes import probes_for
-from tina4_sidecar.proxy.admin.purge import PurgeError, parse_purge, run_purge
+from tina4_sidecar.proxy.admin.purge import PurgeError, PurgeOrder, parse_purge, run_purge
+from tina4_sidecar.proxy.admin.purge import order as make_order
 from tina4_sidecar.proxy.control import CONTROL_TOKEN
 from tina4_sidecar.proxy.metrics import Gauges
 from tina4_sidecar.proxy.sidecar import Sidecar
+from tina4_sidecar.proxy.workers_view import view_of
 
 log = logging.getLogger("tina4_sidecar.admin")
 
@@ -120,18 +128,28 @@ async def health(sidecar: Sidecar, request: web.BaseRequest) -> web.StreamRespon
 
 
 async def ready(sidecar: Sidecar, request: web.BaseRequest) -> web.StreamResponse:
+    """Can this sidecar serve? Listening, rules loaded once, the store (or its fallback) answers.
+    The app's state is in the body; it fails readiness only with TINA4_SIDECAR_READY_REQUIRES_APP."""
     result = await probes_for(sidecar).readiness.get()
+    rules = sidecar.manifest.rules_loaded
+    ok = sidecar.serving and rules and result.store
+    if sidecar.settings.ready_requires_app:
+        ok = ok and result.app
     body = {
-        "status": "ok" if result.ok else "unavailable",
+        "status": "ok" if ok else "unavailable",
+        "listening": sidecar.serving,
+        "rules": "loaded" if rules else "none yet",
         "store": "ok" if result.store else "failed",
+        "fallback": bool(getattr(sidecar.store, "degraded", False)),
         "app": "ok" if result.app else "failed",
     }
-    return reply(200 if result.ok else 503, body)
+    return reply(200 if ok else 503, body)
 
 
 async def stats(sidecar: Sidecar, request: web.BaseRequest) -> web.StreamResponse:
     store = await probes_for(sidecar).store_stats.get()
-    counted = sidecar.metrics.stats()
+    view = view_of(sidecar)
+    counted = view.metrics.stats()
     manifest = sidecar.manifest
     body = {
         **{name: counted[name] for name in ("hits", "misses", "stale", "bypass", "pass", "errors")},
@@ -151,20 +169,29 @@ async def stats(sidecar: Sidecar, request: web.BaseRequest) -> web.StreamRespons
         },
         "uptime_seconds": counted["uptime_seconds"],
         "pid": os.getpid(),
+        "workers": view.workers,
+        "in_flight": view.in_flight,
     }
     return reply(200, body)
 
 
 async def metrics(sidecar: Sidecar, request: web.BaseRequest) -> web.StreamResponse:
-    store = await probes_for(sidecar).store_stats.get()
+    probes = probes_for(sidecar)
+    store = await probes.store_stats.get()
+    readiness = await probes.readiness.get()
+    view = view_of(sidecar)
     gauges = Gauges(
         entries=store.size,
         store_errors=store.errors,
         fallback=store.fallback,
         manifest_rules=len(sidecar.rules),
         manifest_ok=sidecar.manifest.last_error is None,
+        manifest_loaded_at=sidecar.manifest.loaded_at,
+        app_up=readiness.app,
+        in_flight=view.in_flight,
+        workers=len(view.workers),
     )
-    body, content_type = sidecar.metrics.exposition(gauges, request.headers.get("Accept"))
+    body, content_type = view.metrics.exposition(gauges, request.headers.get("Accept"))
     return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
 
@@ -176,12 +203,41 @@ async def purge(sidecar: Sidecar, request: web.BaseRequest) -> web.StreamRespons
         order = parse_purge(body)
     except PurgeError as exc:
         return error(400, str(exc))
+    return await apply(sidecar, request, order)
+
+
+async def apply(sidecar: Sidecar, request: web.BaseRequest, order: PurgeOrder) -> web.StreamResponse:
     sidecar.near.clear()  # the near cache cannot tell which prebuilt entries a purge covers
     if not await run_purge(sidecar.store, order, sidecar.query_filter):
         log.warning("admin purge %s failed: the store could not be written", order.as_json())
         return error(503, "the store could not be written: the purge may be incomplete, retry it")
+    sidecar.metrics.purged(order.label)
     log.info("admin purge %s (from %s)", order.as_json(), request.remote)
-    return reply(200, {"purged": order.as_json()})
+    return reply(
+        200,
+        {
+            "purged": order.as_json(),
+            "done": order.describe(),
+            "count": None,
+            "note": "a token purge: in effect at once on every worker and sidecar sharing the store; "
+            "the entries it covers are not counted",
+        },
+    )
+
+
+async def purge_method(sidecar: Sidecar, request: web.BaseRequest) -> web.StreamResponse:
+    """``PURGE /path?query`` on the public listener: every variant of that URL, with the admin
+    token (or the app's control token); ``Soft-Purge: 1`` (Fastly's header) makes it soft."""
+    if not _control(request):
+        refused = _refuse(sidecar, request)
+        if refused is not None:
+            return refused
+    soft = request.headers.get("Soft-Purge", "").strip() in ("1", "true")
+    try:
+        order = make_order("url", request.raw_path, soft)
+    except PurgeError as exc:
+        return error(400, str(exc))
+    return await apply(sidecar, request, order)
 
 
 ENDPOINTS: Mapping[str, Endpoint] = {
@@ -190,6 +246,7 @@ ENDPOINTS: Mapping[str, Endpoint] = {
     "stats": Endpoint(READ, public=False, answer=stats),
     "metrics": Endpoint(READ, public=False, answer=metrics),
     "purge": Endpoint(WRITE, public=False, answer=purge),
+    "inspect": Endpoint(READ, public=False, answer=inspect),
 }
 
 

@@ -82,6 +82,32 @@ def purge_command(
     purged = answer.get("purged") if isinstance(answer, dict) else None
     kind, value = next(iter((purged or order).items()))
     print("purged everything" if kind == "all" else f"purged {kind} {value}")
+    done = answer.get("done") if isinstance(answer, dict) else None
+    if done:
+        print(done)
+    return 0
+
+
+def inspect_command(
+    settings: SidecarSettings, admin: str | None, token: str | None, url: str, host: str | None, as_json: bool
+) -> int:
+    """What the cache holds for one URL; exit status 1 when nothing usable is stored."""
+    from urllib.parse import urlencode
+
+    base = admin_url(settings, admin)
+    query = urlencode({"url": url, **({"host": host} if host else {})})
+    try:
+        answer = call(f"{base}inspect?{query}", token_for(settings, token))
+    except AdminError as exc:
+        if "404" in str(exc) or "no usable entry" in str(exc):
+            print(f"not cached: {url}")
+            return 1
+        return _fail(str(exc))
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    for name in ("key", "state", "status", "ttl_left", "age", "size", "tags", "vary", "rule"):
+        print(f"{name}: {answer.get(name)}")
     return 0
 
 

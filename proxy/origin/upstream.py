@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from tina4_sidecar.proxy.access_log import note_upstream
 from tina4_sidecar.proxy.http.request_head import origin_form
 
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -118,6 +120,7 @@ class Upstream:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The app's response with headers read and the body not yet; errors become ours."""
         url = self.url(raw_path_qs)
+        asked = time.monotonic()
         try:
             try:
                 response = await self.session.request(
@@ -131,6 +134,7 @@ class Upstream:
             raise UpstreamTimeout(str(exc) or "timed out waiting for the app") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
+        note_upstream(time.monotonic() - asked)  # the access log's upstream time
         problem = malformed(response.status, response.raw_headers)
         if problem is not None:
             response.close()  # its connection is not reused either

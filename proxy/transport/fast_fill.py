@@ -44,6 +44,7 @@ from tina4_sidecar.proxy.origin.relay import Relay, gateway_error_bytes, seriali
 from tina4_sidecar.proxy.transaction import Transaction
 
 if TYPE_CHECKING:
+    from tina4_sidecar.proxy.http.request_head import RequestHead
     from tina4_sidecar.proxy.origin.forwarder import Forwarder
 
 log = logging.getLogger("tina4_sidecar.proxy")
@@ -68,7 +69,13 @@ class Connection(Protocol):
 
     def buffer_answered(self, block_length: int) -> None: ...
 
-    def write_answer(self, data: bytes, outcome: str, route: str | None, block_length: int) -> None: ...
+    def starting(self, head: RequestHead) -> str:
+        """The fetch begins (timing, the access log): the request id to send the app."""
+        ...
+
+    def write_answer(
+        self, data: bytes, status: int, outcome: str, head: RequestHead, route: str | None, block_length: int
+    ) -> None: ...
 
 
 async def miss(conn: Connection, tx: Transaction, generation: int, block_length: int) -> bool:
@@ -79,14 +86,14 @@ async def miss(conn: Connection, tx: Transaction, generation: int, block_length:
     if waiting is not None:
         sidecar.metrics.coalesced_waiter(tx.route)
         shared = await asyncio.shield(waiting)
-        if shared.entry is not None and not shared.entry.vary:
-            answer = answer_bytes(shared.entry, Kind.COLLAPSED, sidecar.name, tx.head.method == "HEAD")
-            conn.write_answer(answer, "miss", tx.route, block_length)
+        entry = shared.entry
+        if entry is not None and not entry.vary:
+            answer = answer_bytes(entry, Kind.COLLAPSED, sidecar.name, tx.head.method == "HEAD")
+            conn.write_answer(answer, entry.status, "miss", tx.head, tx.route, block_length)
             return True
         if shared.error is not None:
-            conn.write_answer(
-                gateway_error_bytes(sidecar.upstream.base_url, shared.error), "error", tx.route, block_length
-            )
+            answer = gateway_error_bytes(sidecar.upstream.base_url, shared.error)
+            conn.write_answer(answer, int(answer[9:12]), "error", tx.head, tx.route, block_length)
             return True
         return False  # not shareable: aiohttp's path asks the app for this one
     lock = await acquire_lock(sidecar, tx.key)
@@ -97,11 +104,15 @@ async def miss(conn: Connection, tx: Transaction, generation: int, block_length:
         if entry is not None:
             await sidecar.store.delete(lock)
             answer = answer_bytes(entry, Kind.COLLAPSED, sidecar.name, tx.head.method == "HEAD")
-            conn.write_answer(answer, "miss", tx.route, block_length)
+            conn.write_answer(answer, entry.status, "miss", tx.head, tx.route, block_length)
             return True
     tx.flight = sidecar.flights.take_off(tx.key)
     job = FillJob(tx, generation, lock)
-    request = serialised("GET", tx.fetch_target, origin_headers(tx))
+    headers = origin_headers(tx)
+    request_id = conn.starting(tx.head)
+    if "X-Request-ID" not in headers:  # made here: the app and the access log see the same id
+        headers["X-Request-ID"] = request_id
+    request = serialised("GET", tx.fetch_target, headers)
     conn.buffer_answered(block_length)
     conn.forwarder.start(request, job)
     return True

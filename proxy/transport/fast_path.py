@@ -27,8 +27,9 @@ import asyncio
 import logging
 import time
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from tina4_sidecar.proxy.access_log import REQUEST_IDS, Meter
 from tina4_sidecar.proxy.http import cacheability
 from tina4_sidecar.proxy.http.freshness import should_refresh_early
 from tina4_sidecar.proxy.http.limits import Limits, oversized_head
@@ -86,6 +87,9 @@ class FastPath(FrontDoor):
         """The listener's decisions by header block, shared by its connections."""
         self.answering = sidecar.settings.fast_path
         """False: the front door only; every request goes to aiohttp once its head is in."""
+        self.strips_cookies = sidecar.settings.strip_anonymous_cookies
+        self.draining = False
+        """SIGTERM: close once the requests received so far are answered (``drain``)."""
         self.lookup: asyncio.Task[None] | None = None
         self.parser = BlockParser()
 
@@ -96,14 +100,17 @@ class FastPath(FrontDoor):
         if self.handed_off:
             return  # refused
         assert self.transport is not None
+        self.meter = Meter(self.transport)  # the access log's status and bytes of forwards and fills
         self.forwarder = Forwarder(
             self.sidecar.origin,
-            self.transport,
+            cast(asyncio.Transport, self.meter),
             self.sidecar.upstream.base_url,
             self._forwarded,
             HeaderKinds.for_tag_header(self.sidecar.settings.tag_header),
         )
         self.forward_started = 0.0
+        self.forward_head: RequestHead | None = None
+        self.forward_id = ""
 
     def data_received(self, data: bytes) -> None:
         if self.discarding:  # a refused connection, lingering until it closes
@@ -171,6 +178,8 @@ class FastPath(FrontDoor):
             block = bytes(buffer) if block_length == len(buffer) else bytes(buffer[:block_length])
             if self.answering:
                 seen = self._seen(block)
+                if seen is not None and self.strips_cookies and "cookie" in seen.head.headers:
+                    seen = None  # aiohttp's path removes anonymous cookies (proxy/front.py)
             else:
                 self.parser.parse(block)  # only to learn whether it is the connection's last request
                 seen = None
@@ -189,7 +198,7 @@ class FastPath(FrontDoor):
                 return
             item = self._near_hit(head)
             if item is not None:
-                self._answer(item, head.method == "HEAD", seen.route, block_length)
+                self._answer(item, head, seen.route, block_length)
                 continue
             self.lookup = self.loop.create_task(self._store_lookup(head, block_length))
 
@@ -226,13 +235,56 @@ class FastPath(FrontDoor):
             )
             if len(seen.forwarded) < 8:
                 seen.forwarded[self.client_ip] = request
-        self.forward_started = time.monotonic()
+        given = seen.head.headers.get("X-Request-ID")
+        request_id = self.starting(seen.head)
+        if given is None:  # made here and sent to the app too
+            request = b"%sX-Request-ID: %s\r\n\r\n" % (request[:-2], request_id.encode())
         self.forwarder.start(request)
 
+    def starting(self, head: RequestHead) -> str:
+        """A forward or fill of ``head`` begins on this connection: its request id."""
+        self.forward_started = time.monotonic()
+        self.forward_head = head
+        self.forward_id = REQUEST_IDS.of(head.headers.get("X-Request-ID"))
+        self.meter.reset()
+        return self.forward_id
+
+    def drain(self) -> None:
+        """The sidecar is stopping: answer what was received, then close (idle: close now)."""
+        self.draining = True
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        if self.handed_off or self.transport is None or self.lookup is not None or self.forwarder.busy:
+            return
+        if not self.buffer:
+            self.transport.close()
+
     def _forwarded(self, outcome: str, route: str | None) -> None:
-        self.sidecar.metrics.request(outcome, route, time.monotonic() - self.forward_started)
+        took = time.monotonic() - self.forward_started
+        metrics, head, meter = self.sidecar.metrics, self.forward_head, self.meter
+        metrics.request(outcome, route, took)
+        metrics.answered(outcome, meter.status, meter.bytes)
+        if self.sidecar.access.enabled and head is not None:
+            upstream = meter.first_at - self.forward_started if outcome in ("pass", "miss") else None
+            self.sidecar.access.line(
+                head.method,
+                _target(head),
+                meter.status,
+                meter.bytes,
+                took,
+                outcome,
+                upstream,
+                self.forward_id,
+            )
+        self._next()
+
+    def _next(self) -> None:
+        """An answer is out: serve what is buffered, or close a draining connection."""
         if self.buffer and not self.handed_off:
             self._serve()
+        elif self.draining:
+            self._close_if_drained()
 
     def buffer_answered(self, block_length: int) -> None:
         del self.buffer[:block_length]
@@ -276,35 +328,53 @@ class FastPath(FrontDoor):
             if item is None or not self._servable(item):
                 self._hand_off()
                 return
-            self._answer(item, head.method == "HEAD", route_label(rule), block_length)
+            self._answer(item, head, route_label(rule), block_length)
         except Exception as exc:  # never leave a connection hanging on a bug: aiohttp answers
             log.warning("fast path lookup failed: %s", exc)
             self._hand_off()
             return
         finally:
             self.lookup = None
-        if self.buffer and not self.handed_off:
-            self._serve()
+        self._next()
 
     def _fills(self, head: RequestHead) -> bool:
         """A miss the fast path fetches itself: a GET, and raw connections to the app to do it on."""
         return head.method == "GET" and self.sidecar.origin is not None
 
-    def write_answer(self, data: bytes, outcome: str, route: str | None, block_length: int) -> None:
+    def write_answer(
+        self, data: bytes, status: int, outcome: str, head: RequestHead, route: str | None, block_length: int
+    ) -> None:
         """A whole answer made elsewhere (a coalesced waiter's, an error) for the head in the buffer."""
         self.buffer_answered(block_length)
         assert self.transport is not None
         self.transport.write(data)
-        self.sidecar.metrics.request(outcome, route, 0.0)
+        self._count(head, status, outcome, route, len(data), 0.0)
 
-    def _answer(self, item: Prebuilt, head_only: bool, route: str | None, block_length: int) -> None:
+    def _answer(self, item: Prebuilt, head: RequestHead, route: str | None, block_length: int) -> None:
         started = time.monotonic()
         self.buffer_answered(block_length)
         assert self.transport is not None
         dynamic = hit_headers(item, self.sidecar.name, CLOCK)
-        if head_only:
-            self.transport.write(item.status_and_headers + dynamic)
+        if head.method == "HEAD":
+            data = item.status_and_headers + dynamic
         else:
-            self.transport.write(b"".join((item.status_and_headers, dynamic, item.entry.body)))
-        self.sidecar.metrics.request("hit", route, time.monotonic() - started)
+            data = b"".join((item.status_and_headers, dynamic, item.entry.body))
+        self.transport.write(data)
         self.sidecar.metrics.fast_hits += 1
+        self._count(head, item.entry.status, "hit", route, len(data), time.monotonic() - started)
+
+    def _count(
+        self, head: RequestHead, status: int, outcome: str, route: str | None, sent: int, took: float
+    ) -> None:
+        """Metrics and the access log line of an answer written whole."""
+        metrics = self.sidecar.metrics
+        metrics.request(outcome, route, took)
+        metrics.answered(outcome, status, sent)
+        access = self.sidecar.access
+        if access.enabled:
+            request_id = REQUEST_IDS.of(head.headers.get("X-Request-ID"))
+            access.line(head.method, _target(head), status, sent, took, outcome, None, request_id)
+
+
+def _target(head: RequestHead) -> str:
+    return f"{head.raw_path}?{head.query}" if head.query else head.raw_path

@@ -14,9 +14,10 @@ nothing is ever unpickled. ``clear()`` renames the layer directory into ``.trash
 for the caller) and deletes it in a background thread. All disk I/O runs in threads
 (``asyncio.to_thread``), never on the event loop.
 
-Expired files are deleted when read and by ``sweep()``, which a periodic task should call;
-``size()`` counts entry files without reading them, so it includes expired files that
-neither has reached yet.
+Bounded by TINA4_CACHE_MAX_ENTRIES and TINA4_CACHE_MAX_BYTES per layer (``file_bounds``), whether
+used directly or as the fallback. Expired files are deleted when read and by ``sweep()``,
+which a periodic task should call; ``size()`` counts entry files without reading them, so it
+includes expired files that neither has reached yet.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tina4_sidecar.store import push
+from tina4_sidecar.store.backends.file_bounds import CHECK_SECONDS, Bounds, enforce
 from tina4_sidecar.store.backends.file_push import ChangeLog, FileSubscription
 from tina4_sidecar.store.contract import Store
 
@@ -133,8 +135,20 @@ class FileStore(Store):
 
     backend_name = "file"
 
-    def __init__(self, namespace: str, layer: str, cache_dir: Path | str, *, timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        layer: str,
+        cache_dir: Path | str,
+        *,
+        timeout: float = 1.0,
+        bounds: Bounds | None = None,
+    ) -> None:
         super().__init__(namespace, layer, timeout)
+        self.bounds = bounds
+        """TINA4_CACHE_MAX_ENTRIES and MAX_BYTES of this layer (``file_bounds``); None: unbounded."""
+        self._written = False
+        self._bounder: asyncio.Task[None] | None = None
         self.cache_dir = Path(cache_dir)
         self.namespace_dir = self.cache_dir / namespace_dir_name(namespace)
         self.directory = self.namespace_dir / layer
@@ -147,7 +161,10 @@ class FileStore(Store):
     @classmethod
     def from_settings(cls, settings: CacheSettings, layer: str, url: str | None = None) -> FileStore:
         """Uses ``settings.cache_dir``; ``url`` is ignored."""
-        return cls(settings.cache_namespace, layer, settings.cache_dir, timeout=settings.cache_timeout)
+        bounds = Bounds(settings.cache_max_entries, settings.cache_max_bytes)
+        return cls(
+            settings.cache_namespace, layer, settings.cache_dir, timeout=settings.cache_timeout, bounds=bounds
+        )
 
     def path_for(self, key: str) -> Path:
         """The file that holds ``key`` (it may not exist)."""
@@ -160,8 +177,25 @@ class FileStore(Store):
         await asyncio.to_thread(self._open_sync)
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever())
+        if self.bounds is not None and self._bounder is None:
+            self._bounder = asyncio.create_task(self._bound_forever(self.bounds))
+
+    async def _bound_forever(self, bounds: Bounds) -> None:
+        while True:
+            await asyncio.sleep(CHECK_SECONDS)
+            if self._written:
+                self._written = False
+                try:
+                    await asyncio.to_thread(enforce, self.directory, bounds)
+                except Exception as exc:  # a vanished dir must not end the task
+                    self.record_error("evict", exc)
 
     async def _close(self) -> None:
+        if self._bounder is not None:
+            self._bounder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bounder
+            self._bounder = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -189,6 +223,7 @@ class FileStore(Store):
 
     async def _set(self, key: str, value: bytes, ttl: int) -> None:
         content = encode_entry(self.full_key(key), value, self.expires_at(ttl) or 0.0)
+        self._written = True
         await asyncio.to_thread(self._write_announced, key, content)
 
     async def _add(self, key: str, value: bytes, ttl: int) -> bool:

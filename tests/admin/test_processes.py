@@ -62,16 +62,36 @@ def crash(app: DemoApp) -> None:
     app.proc.wait(timeout=10)
 
 
-async def test_ready_follows_the_app(stack: Stack, http: aiohttp.ClientSession) -> None:
-    assert (await wait_for_ready(http, stack, 200)).body == {"status": "ok", "store": "ok", "app": "ok"}
+async def wait_for_app(http: aiohttp.ClientSession, stack: Stack, state: str) -> Answer:
+    """The ready answer once it reports the app ``state``, or the last one after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        answer = await admin_call(http, stack.url, "ready")
+        if answer.body.get("app") == state or time.monotonic() > deadline:
+            return answer
+        await asyncio.sleep(0.1)
+
+
+async def test_ready_reports_the_app_and_stays_ready_while_it_is_down(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    """Readiness means the sidecar can serve: with the app down it still serves stale content, so a
+    load balancer must keep it. The app's state is in the body (and tina4_sidecar_app_up)."""
+    up = await wait_for_ready(http, stack, 200)
+    assert {name: up.body[name] for name in ("status", "listening", "rules", "store", "app")} == {
+        "status": "ok", "listening": True, "rules": "loaded", "store": "ok", "app": "ok"
+    }  # fmt: skip
+    await x_cache(http, f"{stack.url}/api/products")
     crash(stack.app)
     try:
-        down = await wait_for_ready(http, stack, 503)
-        assert (down.status, down.body) == (503, {"status": "unavailable", "store": "ok", "app": "failed"})
+        down = await wait_for_app(http, stack, "failed")
+        assert (down.status, down.body["status"], down.body["app"]) == (200, "ok", "failed")
+        metrics = await admin_call(http, stack.admin_url, "metrics")
+        assert "tina4_sidecar_app_up 0.0" in metrics.body
         assert (await admin_call(http, stack.url, "health")).status == 200  # alive all the same
     finally:
         stack.app.start()
-    up = await wait_for_ready(http, stack, 200)
+    up = await wait_for_app(http, stack, "ok")
     assert (up.status, up.body["app"]) == (200, "ok")
 
 
@@ -107,11 +127,13 @@ async def test_cli_purge(stack: Stack, http: aiohttp.ClientSession, tmp_path: Pa
         assert await x_cache(http, url) == "HIT"
     env = {"TINA4_SIDECAR_ADMIN_TOKEN": TOKEN}
     purged = run_cli("purge", "--url", "/api/products", "--admin", stack.url, cwd=tmp_path, env=env)
-    assert (purged.returncode, purged.stdout.strip()) == (0, "purged url /api/products"), purged.stderr
+    assert (purged.returncode, purged.stdout.splitlines()) == (
+        0, ["purged url /api/products", "every variant of /api/products (any host): gone"]
+    ), purged.stderr  # fmt: skip
     assert [await x_cache(http, products), await x_cache(http, product)] == ["MISS", "HIT"]
 
     purged = run_cli("purge", "--all", "--admin", f"http://127.0.0.1:{stack.admin_port}", cwd=tmp_path)
-    assert (purged.returncode, purged.stdout.strip()) == (0, "purged everything"), purged.stderr
+    assert (purged.returncode, purged.stdout.splitlines()[0]) == (0, "purged everything"), purged.stderr
     assert [await x_cache(http, products), await x_cache(http, product)] == ["MISS", "MISS"]
 
 

@@ -195,7 +195,6 @@ def test_cache_clear_removes_only_our_key_value_entries(kv_backend: KvBackend) -
         assert not any(key.startswith(f"{ours}:kv:") for key in raw)
 
 
-
 def test_clear_cache_flushes_values_query_results_and_responses(kv_backend: KvBackend) -> None:
     other = unique_namespace()
     assert kv_backend.put("query", "select-1", b"rows")
@@ -205,6 +204,7 @@ def test_clear_cache_flushes_values_query_results_and_responses(kv_backend: KvBa
     assert cache_get("ours") is None
     assert kv_backend.peek("query", "select-1") is None
     assert kv_backend.peek("kv", "shared-name", namespace=other) == b"Mother app"
+
 
 def test_other_apps_and_tina4_itself_do_not_see_our_values(kv_backend: KvBackend) -> None:
     cache_set("product:42", {"id": 42})

@@ -147,7 +147,8 @@ def test_sidecar_is_ready_with_redis_and_the_app(topology: Topology) -> None:
     answer = get(topology.url + "/__sidecar/ready")
 
     assert answer.status == 200, answer.body
-    assert json.loads(answer.body) == {"status": "ok", "store": "ok", "app": "ok"}
+    body = json.loads(answer.body)
+    assert (body["status"], body["store"], body["app"], body["rules"]) == ("ok", "ok", "ok", "loaded")
 
 
 def run_check(argv: Sequence[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
