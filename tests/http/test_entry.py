@@ -3,14 +3,18 @@ entry of this format are refused as ``EntryError`` (a miss), never a crash or a 
 
 from __future__ import annotations
 
+import hashlib
 import struct
+import zlib
 
 import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tina4_sidecar.proxy.http.entry import _HEAD, MAGIC, VERSION, Entry, EntryError
+from bench.nginx import TINA4_LIKE_HEADERS
+from tina4_sidecar.proxy.http.entry import _HEAD, MAGIC, MAX_META, VERSION, Entry, EntryError
+from tina4_sidecar.proxy.http.entry_dictionary import DICTIONARY
 
 # Header text as both transports hand it over: latin-1 from the fast path, UTF-8 with
 # surrogate escapes for undecodable bytes from aiohttp.
@@ -43,8 +47,14 @@ def test_every_entry_reads_back_as_written(
     assert Entry.decode(entry.encode()) == entry
 
 
-def _with_meta(meta: bytes, body: bytes = b"{}") -> bytes:
-    return _HEAD.pack(MAGIC, VERSION, 200, 1.8e9, 60, len(meta)) + meta + body
+def _deflated(meta: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
+    return packer.compress(meta) + packer.flush()
+
+
+def _with_meta(meta: bytes, body: bytes = b"{}", deflate: bool = True) -> bytes:
+    stored = _deflated(meta) if deflate else meta
+    return _HEAD.pack(MAGIC, VERSION, 200, 1.8e9, 60, len(stored)) + stored + body
 
 
 def test_metadata_written_before_later_items_existed_takes_their_defaults() -> None:
@@ -80,10 +90,45 @@ def test_metadata_that_is_not_this_format_is_refused(meta: bytes) -> None:
     assert refused.value.kind == "corrupt"
 
 
-@given(st.binary(max_size=120))
-def test_random_metadata_is_an_entry_or_refused(meta: bytes) -> None:
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"",
+        _deflated(msgpack.packb([[], [], []]))[:-2],  # deflate stream cut short
+        _deflated(b"\x00" * (MAX_META + 1)),  # inflates past the limit: refused, not allocated
+        msgpack.packb([[], [], []]),  # not deflated (format 1's way of storing it)
+    ],
+)
+def test_metadata_that_does_not_inflate_within_the_limit_is_refused(stored: bytes) -> None:
+    with pytest.raises(EntryError):
+        Entry.decode(_with_meta(stored, deflate=False))
+
+
+def test_a_tina4_answers_metadata_is_a_small_fraction_of_its_headers() -> None:
+    headers = (
+        *TINA4_LIKE_HEADERS.items(),
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Content-Length", "1024"),
+        ("Date", "Fri, 04 Dec 2026 20:00:00 GMT"),
+    )
+    tokens = (("~tok:all", None), ("~tok:host:shop.example", None), ("~tok:url:/api/products", None))
+    entry = Entry(200, headers, b"x" * 1024, 1.8e9, 300, (), tokens)
+    meta = len(entry.encode()) - _HEAD.size - len(entry.body)
+    assert meta < sum(len(name) + len(value) for name, value in headers) // 4
+
+
+def test_the_dictionary_is_the_one_this_format_version_was_written_with() -> None:
+    # Changing entry_dictionary.WORDS makes every stored entry unreadable: bump entry.VERSION.
+    assert (VERSION, hashlib.sha256(DICTIONARY).hexdigest()) == (
+        2,
+        "86351e97851452f8b865f75d0db3fd33a19c9d83cad36352c6879ac615928577",
+    )
+
+
+@given(st.binary(max_size=120), st.booleans())
+def test_random_metadata_is_an_entry_or_refused(meta: bytes, deflate: bool) -> None:
     try:
-        entry = Entry.decode(_with_meta(meta))
+        entry = Entry.decode(_with_meta(meta, deflate=deflate))
     except EntryError:
         return
     assert all(isinstance(name, str) and isinstance(value, str) for name, value in entry.headers)
