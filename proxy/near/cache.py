@@ -67,6 +67,13 @@ def prebuild(entry: Entry) -> tuple[bytes, ch.Replayed]:
     return ("\r\n".join(lines) + "\r\n").encode("latin-1", "surrogateescape"), replayed
 
 
+def _held_besides_body(entry: Entry, head: bytes) -> int:
+    """About what an item holds beyond its body and key: the prebuilt head, the entry's header
+    strings (as long again as the head) and its token names (a URL's token name is as long as the
+    URL), with the objects around them."""
+    return 2 * len(head) + 100 * len(entry.headers) + sum(len(name) + 100 for name, _ in entry.tokens)
+
+
 RECENT_CHANGES = 1024
 """Changes remembered for the generation check of ``put`` (a read that saw more is not kept)."""
 
@@ -126,7 +133,7 @@ class NearCache:
             replayed.inner_status,
             replayed.dated,
             now + lifetime,
-            size + len(head),
+            size + _held_besides_body(entry, head),
             scopes,
             pushed,
         )

@@ -152,7 +152,13 @@ class FillJob:
         """The entry is made: near cache, waiters, then the store behind the response."""
         sidecar = self.tx.sidecar
         # Only an entry without Vary answers every request for the URL; a variant never goes near.
-        kept_near = not entry.vary and sidecar.near.put(self.tx.key, entry, self.generation) is not None
+        # On the memory store the entry is in this process already (written before the next request
+        # is read): the near copy comes with its first HIT, as on aiohttp's path, not with every fill.
+        kept_near = (
+            not entry.vary
+            and sidecar.store.backend_name != "memory"
+            and sidecar.near.put(self.tx.key, entry, self.generation) is not None
+        )
         self.tx.share(Shared(entry))
         sidecar.keep(self._write(entry, kept_near))
 

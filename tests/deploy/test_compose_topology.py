@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
@@ -199,12 +199,29 @@ def test_every_healthcheck_passes_and_the_sidecar_follows_the_app(topology: Topo
         done = run_check(argv, sidecar_env(topology))
         assert done.returncode == 0, f"sidecar: {done.stdout}{done.stderr}"
 
+    get(topology.url + WARM_UP_PATH)
     topology.app.stop()
     try:
-        # Not ready without the app (503: Docker marks it unhealthy), yet the cache still serves.
-        wait_for_status(sidecar_check, sidecar_env(topology), healthy=False)
-        get(topology.url + WARM_UP_PATH)
+        # The app down: the sidecar stays healthy (Docker keeps it, a load balancer keeps sending
+        # to it) because it still serves the cache; its ready body says the app is down.
+        ready = wait_for_ready_body(topology, lambda body: body["app"] == "failed")
+        assert ready["status"] == "ok", ready
+        for argv in (sidecar_check, image_check):
+            done = run_check(argv, sidecar_env(topology))
+            assert done.returncode == 0, f"sidecar with the app down: {done.stdout}{done.stderr}"
         assert get(topology.url + WARM_UP_PATH).headers["X-Cache"] == "HIT"
     finally:
         topology.app.start()
+    wait_for_ready_body(topology, lambda body: body["app"] == "ok")
     wait_for_status(sidecar_check, sidecar_env(topology), healthy=True)
+
+
+def wait_for_ready_body(topology: Topology, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The sidecar's ``ready`` body once ``wanted`` holds for it (it checks the app in the background)."""
+    deadline = time.monotonic() + 20
+    while True:
+        reply = get(f"{topology.url}/__sidecar/ready")
+        body = json.loads(reply.body)
+        if wanted(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.3)

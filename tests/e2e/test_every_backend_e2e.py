@@ -64,7 +64,7 @@ def test_miss_then_hit(tmp_path: Path, backend: str) -> None:
                 assert miss[0] == "MISS"
                 assert hit[0] == "HIT"
                 assert hit[1:] == miss[1:]
-                assert f"(store: {env['TINA4_CACHE_BACKEND']}" in sidecar.log_tail(200)  # no fallback
+                assert f"(store: {env['TINA4_CACHE_BACKEND']}" in sidecar.log_text()  # no fallback
             finally:
                 sidecar.stop()
         finally:

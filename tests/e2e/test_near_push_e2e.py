@@ -75,11 +75,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         app = start_demo_app(workdir / "app", env={**env, "TINA4_CACHE_DIR": str(workdir / "app-cache")})
         sidecars: list[ServerProcess] = []
         try:
+            # The manifest refresh reads the store id (proxy/control.py): not during the counted HITs.
+            quiet = {**env, "TINA4_SIDECAR_MANIFEST_REFRESH": "3600"}
             sidecars.append(
-                start_sidecar(app.port, workdir / "a", env={**env, "TINA4_SIDECAR_ADMIN_TOKEN": TOKEN})
+                start_sidecar(app.port, workdir / "a", env={**quiet, "TINA4_SIDECAR_ADMIN_TOKEN": TOKEN})
             )
             # b: without push, every HIT asks the store (recheck 0), which the fallback test counts.
-            recheck_every_hit = {**env, "TINA4_SIDECAR_NEAR_CACHE_RECHECK": "0"}
+            recheck_every_hit = {**quiet, "TINA4_SIDECAR_NEAR_CACHE_RECHECK": "0"}
             sidecars.append(start_sidecar(app.port, workdir / "b", env=recheck_every_hit))
             built = Stack(server, app, sidecars[0], sidecars[1], env)
             wait_until(lambda: built.subscribers() == 2, 10, "both sidecars subscribed")
@@ -207,7 +209,14 @@ def test_without_its_channel_sidecar_b_rechecks_every_hit_and_resubscribes_when_
     finally:
         raw.execute_command("ACL", "SETUSER", "default", "+subscribe")
     wait_until(lambda: stack.subscribers() == 2, 10, "both sidecars subscribed again")
-    b.warm()
-    before = stack.store_reads()
-    assert all(b.get()[0] == "HIT" for _ in range(HITS))
-    assert stack.store_reads() - before == 0
+
+    def hits_without_store_reads() -> bool:
+        # Redis counts the subscriber before the sidecar has read the confirmation (which empties
+        # its near cache) and the first PING answer (from which copies are trusted): until then a
+        # HIT may still ask the store. Once push is back, HITs never do.
+        b.warm()
+        before = stack.store_reads()
+        assert all(b.get()[0] == "HIT" for _ in range(HITS))
+        return stack.store_reads() == before
+
+    wait_until(hits_without_store_reads, 10, "HITs trusted on push again")

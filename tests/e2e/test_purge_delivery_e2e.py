@@ -62,7 +62,7 @@ def test_a_handlers_purge_route_removes_every_variant_on_every_sidecar(tmp_path:
         sidecars[1].stop()
         assert app_purge(app.port, {"all": True}) is False
         assert all(get(sidecars[0].port, f"/api/catalog?page={p}")[0] == "MISS" for p in PAGES)
-        assert "was not delivered to the sidecar at http://127.0.0.1:" in app.log_tail(200)
+        assert "was not delivered to the sidecar at http://127.0.0.1:" in app.log_text()
     finally:
         for sidecar in sidecars:
             sidecar.stop()

@@ -263,7 +263,7 @@ def host_echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
         try:
             wait_until_cached(server.port, "/api/host-echo")
             yield server
-            assert "_handle_request" not in server.log_tail(2000)
+            assert "_handle_request" not in server.log_text()
         finally:
             server.stop()
     finally:

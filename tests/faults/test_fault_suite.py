@@ -121,7 +121,7 @@ async def store_fault_run(
                 await load.stop()
         finally:
             await store.close()
-        assert "Traceback" not in sidecar.log_tail(400)
+        assert "Traceback" not in sidecar.log_text()
         return run
     finally:
         if sidecar is not None:
@@ -277,7 +277,7 @@ async def test_app_killed_and_restarted_under_load(tmp_path: Path) -> None:
         assert tally.ok_by_kind["fresh"] > fresh_ok
         assert_clean(tally)
         assert tally.purges > 0
-        assert "Traceback" not in sidecar.log_tail(400)
+        assert "Traceback" not in sidecar.log_text()
     finally:
         if sidecar is not None:
             sidecar.stop()

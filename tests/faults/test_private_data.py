@@ -319,7 +319,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         built = Stack(store, app, swr, sidecar("plain", 0, "private:plain"))
         yield built
         for server in built.sidecars:
-            log = server.log_tail(400)
+            log = server.log_text()
             assert "Traceback" not in log, log
             assert "_handle_request" not in log, log
 

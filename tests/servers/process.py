@@ -121,8 +121,14 @@ class ServerProcess:
             self.proc.wait(timeout=10)
 
     def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` of the log, to show with a failure."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def log_text(self) -> str:
+        """The whole log: what a test asserts on (the access log adds a line per request, so a
+        tail could miss a line written earlier, and an absent one could be there after all)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
 
