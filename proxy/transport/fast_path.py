@@ -306,7 +306,9 @@ class FastPath(FrontDoor):
     async def _store_lookup(self, head: RequestHead, block_length: int) -> None:
         try:
             rule = self.sidecar.rules.match(head.method, head.path)
-            if not answerable(head, rule, self.sidecar.settings.honor_cache_control):  # the rules changed
+            honor = self.sidecar.settings.honor_cache_control
+            decision = cacheability.decide(head, rule, honor)
+            if not answerable(head, decision, honor):  # the rules changed since the head was read
                 self._hand_off()
                 return
             primary = self.sidecar.key_for(head)
@@ -314,9 +316,7 @@ class FastPath(FrontDoor):
             found = await lookup(self.sidecar, primary, head)
             entry = found.entry
             if entry is None and found.key == primary and self._fills(head):
-                tx = Transaction(
-                    self.sidecar, head, rule, cacheability.decide(head, rule, True), self.client_ip
-                )
+                tx = Transaction(self.sidecar, head, rule, decision, self.client_ip)
                 tx.key, tx.found = primary, found
                 if not await miss(self, tx, generation, block_length):
                     self._hand_off()

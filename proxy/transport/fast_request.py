@@ -135,10 +135,10 @@ class BlockParser:
         return head, parsed.url
 
 
-def answerable(head: RequestHead, rule: Rule | None, honor: bool) -> bool:
-    """The cache takes part, the request may share its entries and needs nothing but a fresh
-    entry: no validators, no credentials and (standards mode) no directives of its own."""
-    decision = cacheability.decide(head, rule, honor)
+def answerable(head: RequestHead, decision: cacheability.Decision, honor: bool) -> bool:
+    """The cache takes part (``decision``: ``cacheability.decide`` of the request), the request
+    may share its entries and needs nothing but a fresh entry: no validators, no credentials and
+    (standards mode) no directives of its own."""
     if not decision.cached or decision.bypass is not None or decision.credentials:
         return False
     if honor and ("cache-control" in head.headers or "pragma" in head.headers):
@@ -158,10 +158,10 @@ def decide(
     """What to do with ``head``; ``forwarding``: the fast path has connections to the app. The
     admin API and the app's manifest are never forwarded from here (aiohttp's path answers them)."""
     rule = rules.match(head.method, head.path)
-    covered = cacheability.decide(head, rule, honor).cached
+    decision = cacheability.decide(head, rule, honor)
     reserved = head.path.startswith(admin_prefix) or head.path == manifest_path
-    forward = not covered and forwarding and head.method == "GET" and not reserved
-    return Seen(head, target, rules, rule, answerable(head, rule, honor), forward)
+    forward = not decision.cached and forwarding and head.method == "GET" and not reserved
+    return Seen(head, target, rules, rule, answerable(head, decision, honor), forward)
 
 
 class SeenRequests:
