@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import shlex
 import shutil
 import signal
 import statistics
@@ -44,10 +46,10 @@ from bench.compare import (
     check_hit,
     check_pass,
     check_size,
+    cpu_model,
     launch_sidecar,
     memory_rows,
     missing_tool,
-    print_footer,
     progress,
     write_fill_rules,
     write_origin_files,
@@ -117,6 +119,9 @@ def measured(run: Run, target: Target, url: str, script: Path | None = None) -> 
     before = cpu_seconds(pid)
     result = run_wrk(url, run.duration, run.connections, script)
     used = cpu_seconds(pid) - before
+    command = shlex.join(result.argv)
+    if command not in run.commands:
+        run.commands.append(command)
     cpu_us = used * 1e6 / result.requests if result.requests else 0.0
     return result, Sample(result.requests_per_second, cpu_us, result.p99_ms, result.errors)
 
@@ -324,6 +329,22 @@ def main() -> int:
             return 130
         print_footer(run, nginx_version(nginx_bin), load_before)
     return 0
+
+
+def print_footer(run: Run, nginx: str, load_before: tuple[float, ...]) -> None:
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\nmachine: {os.cpu_count()} cores, {cpu_model()}, Linux {platform.release()}")
+    print(f"load average: {' '.join(f'{v:.2f}' for v in load_before)} before, {load} after")
+    print(f"versions: {nginx}, Python {platform.python_version()}")
+    print(
+        "notes: nginx one worker, access_log off, keepalive upstream, proxy_cache on tmpfs; the sidecar "
+        "one worker, memory store, log level warning (no access log). Origins: a static nginx for "
+        "forward/fill/memory, the demo Tina4 app for HITs. CPU: the proxy process only (nginx: its "
+        "worker). Each measured run is preceded by an unmeasured warm-up run of the same command."
+    )
+    print("commands:")
+    for command in run.commands:
+        print(f"  {command}")
 
 
 if __name__ == "__main__":
