@@ -156,12 +156,16 @@ def decide(
     manifest_path: str | None = None,
 ) -> Seen:
     """What to do with ``head``; ``forwarding``: the fast path has connections to the app. The
-    admin API and the app's manifest are never forwarded from here (aiohttp's path answers them)."""
+    admin API and the app's manifest are never forwarded, looked up or filled from here (aiohttp's
+    path answers them)."""
     rule = rules.match(head.method, head.path)
     decision = cacheability.decide(head, rule, honor)
     reserved = head.path.startswith(admin_prefix) or head.path == manifest_path
     forward = not decision.cached and forwarding and head.method == "GET" and not reserved
-    return Seen(head, target, rules, rule, answerable(head, decision, honor), forward)
+    # The admin API and the manifest are never answered from the cache or filled from the app: a
+    # catch-all rule, or standards mode, must not put the app's answer in place of the sidecar's.
+    cached = not reserved and answerable(head, decision, honor)
+    return Seen(head, target, rules, rule, cached, forward)
 
 
 class SeenRequests:
