@@ -72,7 +72,7 @@ import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tina4_sidecar.config import ConfigError
-from tina4_sidecar.store.contract import Store, StoreStats
+from tina4_sidecar.store.contract import Store, StoreStats, StoreUnavailable
 
 if TYPE_CHECKING:
     from tina4_sidecar.config import CacheSettings
@@ -105,6 +105,18 @@ LONG_KEY_MARK = "#sha256:"
 POSTGRES_SCHEMES = ("postgresql", "postgres", "pgsql", "postgresql+psycopg", "postgresql+psycopg2")
 SQLITE_SCHEMES = ("sqlite", "sqlite3")
 MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
+
+
+def table_refused(target: str, reason: str) -> StoreUnavailable:
+    """The store cannot create or use its table: the message names the table and the database, and
+    when a column is missing (Tina4's own ``tina4_cache`` layout, from its in-app cache run before
+    ``install()``) says which setting moves the store to a table of its own."""
+    message = f"database: cannot create or use table {TABLE} in {target}: {reason}"
+    if "column" in reason.lower():
+        message += (
+            f" (a {TABLE} of another layout, e.g. Tina4's own cache's: set TINA4_CACHE_TABLE to another name)"
+        )
+    return StoreUnavailable(message)
 
 
 class DatabaseURLError(ConfigError, ValueError):

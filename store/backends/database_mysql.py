@@ -34,8 +34,7 @@ from urllib.parse import unquote, urlsplit
 import pymysql  # type: ignore[import-untyped]
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
-from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, table_recreated
-from tina4_sidecar.store.contract import StoreUnavailable
+from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, table_recreated, table_refused
 
 T = TypeVar("T")
 
@@ -157,7 +156,7 @@ class MysqlSql:
                 cur.execute(TABLE_PROBE)
         except pymysql.MySQLError as exc:
             self._drop()
-            raise StoreUnavailable(f"database: cannot use {TABLE} in {self.target}: {exc.args[-1]}") from None
+            raise table_refused(self.target, str(exc.args[-1])) from None
 
     def close(self) -> None:
         self._drop()

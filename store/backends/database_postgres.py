@@ -37,7 +37,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, table_recreated
+from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, table_recreated, table_refused
 from tina4_sidecar.store.contract import StoreUnavailable
 
 POOL_MAX = 4
@@ -130,9 +130,7 @@ class PostgresEngine:
                 await _create_table(conn)
                 await conn.execute(TABLE_PROBE)  # a table of another layout under our name: refused
         except psycopg.Error as exc:
-            raise StoreUnavailable(
-                f"database: cannot create or use table {TABLE} in {self.target}: {_reason(exc)}"
-            ) from None
+            raise table_refused(self.target, _reason(exc)) from None
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.conninfo,
             min_size=1,

@@ -22,8 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, table_recreated
-from tina4_sidecar.store.contract import StoreUnavailable
+from tina4_sidecar.store.backends.database import TABLE, TABLE_PROBE, table_recreated, table_refused
 
 MAX_VARIABLES = 500
 """Keys per ``IN (...)`` query of get_many; old SQLite builds allow only 999 variables."""
@@ -93,7 +92,7 @@ class SqliteEngine:
         except BaseException as exc:
             self._abandon()
             if isinstance(exc, sqlite3.Error | OSError):
-                raise StoreUnavailable(f"database: cannot open {self.target}: {exc}") from None
+                raise table_refused(self.target, str(exc)) from None
             raise
 
     async def close(self) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -460,21 +461,66 @@ async def test_sqlite_writer_lock_held_elsewhere_fails_writes_not_reads(tmp_path
 # -- Tina4's own database cache next to ours --------------------------------------------------------
 
 
-async def test_tina4s_database_cache_and_the_store_share_a_sqlite_file(tmp_path: Path, opened: Any) -> None:
+SHARE_WITH_OWN_TABLE = """
+import asyncio, sys
+from tina4_python.cache import _DatabaseBackend
+from tina4_sidecar.store.backends.database import TABLE, DatabaseStore
+from tina4_sidecar.config import Backend, CacheSettings
+
+async def main(url: str) -> None:
+    tina4 = _DatabaseBackend(url=url)
+    settings = CacheSettings(cache_backend=Backend.DATABASE, cache_url=url, database_url=None, _env_file=None)
+    store = DatabaseStore.from_settings(settings, "kv")
+    await store.open()
+    await store.set("page", b"from the sidecar", 60)
+    assert await store.clear() is True
+    assert tina4.get("page") == {"from": "tina4"}, tina4.get("page")
+    await store.set("page", b"from the sidecar", 60)
+    tina4.clear()  # Tina4 empties its whole table, which is not ours
+    assert await store.get("page") == b"from the sidecar"
+    await store.close()
+    print("shared", TABLE)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_tina4s_database_cache_and_the_store_share_a_sqlite_file(tmp_path: Path) -> None:
+    """Tina4's in-app cache made its own ``tina4_cache`` in the app's file: the store refuses it at
+    open with a message naming the table and the setting, and with ``TINA4_CACHE_TABLE`` set the two
+    caches share the file without touching each other's entries."""
     from tina4_python.cache import _DatabaseBackend
 
     url = f"sqlite:///{tmp_path}/app.db"
     tina4 = _DatabaseBackend(url=url)
     assert tina4.is_available()
     tina4.set("page", {"from": "tina4"}, 60)
-    store: Store = await opened(builder(url)(unique_namespace(), "kv"))
-    await store.set("page", b"from the sidecar", 60)
 
-    assert await store.clear() is True
-    assert tina4.get("page") == {"from": "tina4"}
-    await store.set("page", b"from the sidecar", 60)
-    tina4.clear()  # Tina4 empties its whole table, which is not ours
-    assert await store.get("page") == b"from the sidecar"
+    store = builder(url)(unique_namespace(), "kv")
+    with pytest.raises(StoreUnavailable, match=f"table {TABLE} .*set TINA4_CACHE_TABLE"):
+        await store.open()
+    await store.close()
+
+    env = {**os.environ, "TINA4_CACHE_TABLE": "sidecar_cache"}
+    done = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SHARE_WITH_OWN_TABLE,
+        url,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(done.communicate(), 60)
+    assert done.returncode == 0, err.decode()
+    assert out.decode().split() == ["shared", "sidecar_cache"]
+    tables = {
+        row[0]
+        for row in sqlite3.connect(f"{tmp_path}/app.db").execute(
+            "SELECT name FROM sqlite_master WHERE type='table'"
+        )
+    }
+    assert {"tina4_cache", "sidecar_cache"} <= tables
 
 
 # -- which database ---------------------------------------------------------------------------------
@@ -551,7 +597,7 @@ def test_sqlite_url_forms(url: str, path: str) -> None:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("mysql://root:hunter2@db/app", "mysql://"),
+        ("oracle://scott:hunter2@db/app", "oracle://"),
         ("firebird://sys:hunter2@db:3050//var/app.fdb", "firebird://"),
         ("mongodb://u:hunter2@db/app", "mongodb://"),
         ("hunter2-not-a-url", "without a driver:// scheme"),
