@@ -15,6 +15,12 @@ carried, and only after the read that completed the response has been parsed to 
 after a complete response (a body on a 204 or 304, a second response nobody asked for) means the
 app's framing cannot be trusted: the connection is closed, never pooled, so the next request can
 never be answered with bytes meant for another (a user's page with their cookie, say).
+
+Both transports read the app alike. llhttp parses strictly here (its C checks cost nothing on the
+hot path); a response head it refuses is parsed once more the way aiohttp's client (the other
+transport) parses every head, by llhttp with aiohttp's leniencies and the same ``malformed`` check
+after it, so a header continued on the next line (obs-fold, RFC 9112 §5.2) is unfolded on both,
+and what aiohttp would refuse gets a 502 on both. A connection that needed it is not reused.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from tina4_sidecar.proxy.origin.upstream import UpstreamTimeout, UpstreamUnavailable
+from tina4_sidecar.proxy.origin.upstream import UpstreamTimeout, UpstreamUnavailable, malformed
 
 
 class Exchange(Protocol):
@@ -53,6 +59,9 @@ class OriginConnection(asyncio.Protocol):
         # A bare LF as line end, as aiohttp's client (the other transport) and nginx accept it
         # from an upstream; everything else of llhttp's strictness stays.
         self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        self.head_reads: list[bytes] | None = None
+        """The reads of a response whose head is not parsed yet, for a lenient second parse."""
+        self.lenient = False
         self.exchange: Exchange | None = None
         self.completed: Exchange | None = None
         """The exchange whose response just ended, until the read that ended it is parsed whole."""
@@ -64,6 +73,8 @@ class OriginConnection(asyncio.Protocol):
         self.informational = False
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.refused: str | None = None
+        """Why the lenient parse refused a head (``malformed``), for the 502's log line."""
         self.body_until_close = False
         self.framed = False
         self.last_read = 0.0
@@ -75,6 +86,7 @@ class OriginConnection(asyncio.Protocol):
         self.exchange = exchange
         self.received = False
         self._new_message()
+        self.head_reads = []
         self.last_read = self.loop.time()
         if self.timer is None:  # one timer that re-arms itself, not one per request
             self.timer = self.loop.call_later(self.pool.read_timeout, self._check_silence)
@@ -99,6 +111,8 @@ class OriginConnection(asyncio.Protocol):
             return
         self.received = True
         self.last_read = self.loop.time()
+        if self.head_reads is not None:
+            self.head_reads.append(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -106,9 +120,11 @@ class OriginConnection(asyncio.Protocol):
             return
         except httptools.HttpParserError as exc:
             if self.completed is None:
-                self._fail(UpstreamUnavailable(f"malformed response from the app: {exc}"))
-                return
-            self.poisoned = True  # garbage after a whole response: the response stands, the connection not
+                if self.head_reads is None or self.lenient or not self._parse_leniently():
+                    self._fail(UpstreamUnavailable(f"malformed response from the app: {self.refused or exc}"))
+                    return
+            else:
+                self.poisoned = True  # garbage after a whole response: it stands, the connection does not
         if self.completed is not None:
             self._complete()
         else:
@@ -124,6 +140,24 @@ class OriginConnection(asyncio.Protocol):
             self._complete()
             return  # (a reset instead is a body cut short: failed below, never complete-looking)
         self._fail(UpstreamUnavailable(f"the app closed the connection ({exc or 'EOF'})"))
+
+    def _parse_leniently(self) -> bool:
+        """The head llhttp refused, parsed again as aiohttp's client parses it; False if that fails too."""
+        reads, self.head_reads = self.head_reads or [], None
+        self.lenient = self.poisoned = True  # one lenient response, then the connection is closed
+        self.parser = httptools.HttpResponseParser(self)
+        self.parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
+        )
+        self._new_message()
+        try:
+            self.parser.feed_data(b"".join(reads))
+        except httptools.HttpParserUpgrade:
+            self.refused = "the app switched protocols for a request that asked for none"
+            return False
+        except httptools.HttpParserError:
+            return False
+        return True
 
     def _complete(self) -> None:
         """The response ended and its read is parsed whole: pool the connection (once) if clean."""
@@ -165,6 +199,11 @@ class OriginConnection(asyncio.Protocol):
         self.informational = 100 <= status < 200
         if self.informational or self.exchange is None:
             return  # 1xx interim responses are not relayed; the final one follows
+        if self.lenient:
+            self.refused = malformed(status, self.headers)
+            if self.refused is not None:
+                raise ValueError(self.refused)  # llhttp stops: the exchange fails with a 502
+        self.head_reads = None
         self.body_until_close = status not in (204, 304) and not self.framed
         self.exchange.response_head(status, self.reason, self.headers)
 
