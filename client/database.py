@@ -75,7 +75,7 @@ from tina4_sidecar.client.query.snapshot import (
     snapshot,
 )
 from tina4_sidecar.client.request_scope import ambient, current, flush_after_write, hook_tina4_request_start
-from tina4_sidecar.client.sql_tables import OTHER, WRITE, SqlShape, analyze
+from tina4_sidecar.client.sql_tables import OTHER, WRITE, SqlShape, analyze, dialect_of
 from tina4_sidecar.config import QueryCacheSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ class Database:
         self._request_ttl = settings.auto_caching_ttl
         self._persistent = PersistentLayer(settings) if settings.db_cache else None
         self._engine = str(self._db.get_database_type())
+        self._dialect = dialect_of(self._engine)
         try:
             path = str(self._db._connection_path())
         except Exception:
@@ -225,7 +226,7 @@ class Database:
     ) -> Any:
         """``run()``'s result, or a copy of a cached one (with ``rows_only``, a hit answers just the
         rows: ``fetch_all`` needs no DatabaseResult)."""
-        shape = analyze(sql)
+        shape = analyze(sql, self._dialect)
         if shape.mutates:  # INSERT ... RETURNING through fetch, a function that may write...
             return self._write(shape, run)
         if no_cache or not shape.cacheable or self._held_borrow() is not None:
@@ -300,13 +301,13 @@ class Database:
 
     def execute(self, sql: str, params: list[Any] | None = None) -> Any:
         """Run a statement: True for a plain write, a DatabaseResult when it returns rows."""
-        shape = analyze(sql)
+        shape = analyze(sql, self._dialect)
         if not shape.mutates:
             return self._db.execute(sql, params)
         return self._write(shape, lambda: self._db.execute(sql, params))
 
     def execute_many(self, sql: str, params_list: list[list[Any]] | None = None) -> Any:
-        shape = analyze(sql)
+        shape = analyze(sql, self._dialect)
         if not shape.mutates:
             return self._db.execute_many(sql, params_list)
         return self._write(shape, lambda: self._db.execute_many(sql, params_list))

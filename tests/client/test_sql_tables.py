@@ -189,3 +189,80 @@ def test_harmless_statements_are_not_cached_and_invalidate_nothing(sql: str) -> 
 
 def test_a_table_named_like_a_keyword_inside_quotes_is_still_a_table() -> None:
     assert set(analyze('SELECT * FROM "select" JOIN "from" ON 1 = 1').tables) == {"select", "from"}
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind", "tables", "cacheable", "mutates"),
+    [
+        # a CTE's name is no table where it is in scope; inside its own definition it is the table
+        ("WITH x AS (SELECT * FROM x) SELECT * FROM x", READ, {"x"}, True, False),
+        ("SELECT datetime('now'), date('now', '-1 day') FROM t", READ, {"t"}, False, False),
+        ("SELECT * FROM t WHERE at > strftime('%s', 'now')", READ, {"t"}, False, False),
+        ("SELECT uuid() FROM t", READ, {"t"}, False, False),
+        ("UPDATE OR REPLACE products SET name = ?", WRITE, {"products"}, False, True),
+        (
+            "MERGE INTO stock s USING deliveries d ON s.id = d.id "
+            "WHEN NOT MATCHED THEN INSERT (id, qty) VALUES (d.id, d.qty)",
+            WRITE,
+            {"stock"},
+            False,
+            True,
+        ),
+        (
+            "SELECT * FROM t WHERE id IN (SELECT id FROM u WHERE nextval('s') > 0)",
+            READ,
+            {"t", "u"},
+            False,
+            False,
+        ),
+        ("EXPLAIN (ANALYZE, BUFFERS) DELETE FROM products", OTHER, set(), False, True),
+        ("PRAGMA index_list(products)", OTHER, set(), False, False),
+        ("PRAGMA journal_mode", OTHER, set(), False, True),
+        (
+            "select * from Products p join CATEGORIES c on 1 = 1",
+            READ,
+            {"products", "categories"},
+            True,
+            False,
+        ),
+    ],
+)
+def test_what_the_parser_is_asked_to_get_right(
+    sql: str, kind: str, tables: set[str], cacheable: bool, mutates: bool
+) -> None:
+    shape = analyze(sql)
+    assert (shape.kind, set(shape.tables), shape.cacheable, shape.mutates) == (
+        kind,
+        tables,
+        cacheable,
+        mutates,
+    )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM t WHERE id IN (SELECT audit(id) FROM u)",
+        "UPDATE t SET x = (SELECT charge(1))",
+        "WITH x AS (SELECT * FROM a) SELECT refill(x.id) FROM x",
+    ],
+)
+def test_a_user_function_anywhere_in_a_statement_invalidates_the_whole_database(sql: str) -> None:
+    assert analyze(sql).unattributed
+
+
+@pytest.mark.parametrize(
+    ("engine", "sql", "tables"),
+    [
+        ("mysql", 'SELECT * FROM `order items` WHERE name = "x"', {"order items"}),
+        ("postgresql", 'SELECT * FROM "Order Items" WHERE x = $$ FROM y $$', {"order items"}),
+        ("sqlite", "SELECT * FROM [Order Details]", {"order details"}),
+        ("mssql", "SELECT TOP 5 * FROM [dbo].[Orders]", {"orders"}),
+        ("firebird", "SELECT * FROM orders LIMIT 5", {"orders"}),  # Tina4 translates it to ROWS
+    ],
+)
+def test_the_engines_own_dialect_is_read_first(engine: str, sql: str, tables: set[str]) -> None:
+    from tina4_sidecar.client.sql_tables import dialect_of
+
+    shape = analyze(sql, dialect_of(engine))
+    assert (shape.kind, set(shape.tables), shape.cacheable) == (READ, tables, True), shape
