@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from pymemcache.client.base import Client
 
-from tina4_sidecar.store.backends.memcached import _SERDE, _STALE_CONNECTION_ERRORS, MemcachedStore
+from tina4_sidecar.store.backends.memcached import (
+    _SERDE,
+    _STALE_CONNECTION_ERRORS,
+    MemcachedStore,
+    _hash,
+    _parse_generation,
+)
 from tina4_sidecar.store.sync.contract import SyncStore
 from tina4_sidecar.store.sync.per_thread import PerThread
 
@@ -52,7 +58,29 @@ class SyncMemcachedStore(SyncStore):
         return self.mc._read_values(keys, client) if client is not None else self.mc._read_values(keys)
 
     def _get(self, key: str) -> bytes | None:
-        return self._read([key])[0]
+        """One key: the generation and the item in one ``get_many``, as ``_read_values`` does, with
+        its general steps (several keys, chunks, a generation that moved) left to it."""
+        mc, conns, seen = self.mc, self._conns, self.mc._generation
+        client = conns.get() if conns is not None and seen is not None else None
+        if conns is None or client is None or seen is None:
+            return self._read([key])[0]
+        item_key = f"{mc.prefix}{seen[0]}:{_hash(key)}"
+        try:
+            found = client.get_many([mc._gen_key, item_key])
+        except _STALE_CONNECTION_ERRORS:  # dropped by a restarted server: once more, afresh
+            conns.discard()
+            return self._read([key])[0]
+        except BaseException:
+            conns.discard()  # a reply may be left unread on it
+            raise
+        if _parse_generation(found.get(mc._gen_key)) != seen[0]:
+            return self._read([key])[0]  # cleared, evicted or restarted meanwhile: the full read
+        mc._remember(seen[0])
+        hit = found.get(item_key)
+        if hit is None:
+            return None
+        flags, payload = hit
+        return payload if flags == 0 else self._read([key])[0]  # a chunk manifest: the full read
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return self._read(keys)

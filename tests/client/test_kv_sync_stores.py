@@ -214,3 +214,20 @@ def test_a_kept_connection_reconnects_after_a_server_restart(
     finally:
         runtime.reset()
         server.stop()
+
+
+def test_a_lost_memcached_generation_never_brings_an_old_value_back(
+    kv_memcached: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_store(monkeypatch, tmp_path, "memcached", mc_servers.server_url(kv_memcached))
+    try:
+        assert cache_set("k", "old", ttl=60)
+        assert cache_get("k") == "old"  # this process now holds the generation it saw
+        raw = mc_servers.raw_client(kv_memcached)
+        gen_key = f"{runtime.settings().cache_namespace}:kv:gen"
+        assert raw.delete(gen_key)  # evicted, as memcached may at any time
+        assert cache_get("k") is None
+        assert in_thread(lambda: cache_get("k")) is None
+        raw.close()
+    finally:
+        runtime.reset()
