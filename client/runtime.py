@@ -317,8 +317,17 @@ def _forget_after_fork() -> None:
 
 
 def _after_fork_in_child() -> None:
-    if _bridge is not None and _bridge.pid != os.getpid():
+    """Forget the parent's bridge and sync stores (their connections are the parent's sockets):
+    the reset hooks drop what was derived from them, e.g. ``kv_sync``'s opened stores."""
+    global _sync_pid
+    forked_bridge = _bridge is not None and _bridge.pid != os.getpid()
+    if forked_bridge:
         _forget_after_fork()
+    had_sync = _sync_pid != os.getpid() and bool(_sync_stores)
+    if had_sync:  # never closed here: closing would shut the parent's connections
+        _sync_stores.clear()
+        _sync_pid = os.getpid()
+    if forked_bridge or had_sync:
         for hook in list(_reset_hooks):
             hook()
 

@@ -108,7 +108,7 @@ class Snapshot:
         """A copy of a FETCH snapshot's rows (what ``fetch_all`` returns)."""
         if self.mutable:
             return [_clone(row) for row in self.rows]
-        return [row.copy() for row in self.rows]
+        return list(map(dict.copy, self.rows))
 
     def result(self, adapter: Any, copy: bool = True) -> Any:
         """A result for a caller: copies of the rows (``copy=False``: these rows, for a snapshot

@@ -274,10 +274,12 @@ class MemcachedStore(Store):
             except Exception as exc:
                 raise ConnectionError(f"memcached at {address} is unreachable: {exc}") from exc
 
-    def _read_values(self, keys: list[str]) -> list[bytes | None]:
-        client = self._memcache()
+    def _read_values(self, keys: list[str], client: Any = None) -> list[bytes | None]:
+        """The values of ``keys`` (None: missing); ``client``: a connection of the caller's own
+        (the sync twin's per-thread one) for the reads, else the pooled client."""
+        client = self._memcache() if client is None else client
         hashes = {key: _hash(key) for key in keys}
-        generation, found = self._read_current([*hashes.values()])
+        generation, found = self._read_current([*hashes.values()], client)
         chunked: dict[str, list[str]] = {}  # item key -> its chunk keys
         for item_key, (flags, payload) in found.items():
             if flags == FLAG_CHUNKED:
@@ -392,13 +394,15 @@ class MemcachedStore(Store):
 
     # -- generations ------------------------------------------------------------------------------
 
-    def _read_current(self, suffixes: list[str]) -> tuple[int, dict[str, tuple[int, bytes]]]:
+    def _read_current(
+        self, suffixes: list[str], client: Any = None
+    ) -> tuple[int, dict[str, tuple[int, bytes]]]:
         """The current generation and the items ``<prefix><gen>:<suffix>`` found under it.
 
         One round trip when this process's generation is still current: the generation rides
         along in the same ``get_many``. A second one only after another process cleared.
         """
-        client = self._memcache()
+        client = self._memcache() if client is None else client
         seen = self._generation[0] if self._generation is not None else self._load_generation()
         found = client.get_many([self._gen_key, *(self._item_key(seen, s) for s in suffixes)])
         current = _parse_generation(found.pop(self._gen_key, None))

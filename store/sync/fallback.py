@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from tina4_sidecar.store.contract import StoreUnavailable
 from tina4_sidecar.store.fallback import OutageLog
@@ -61,9 +61,19 @@ class SyncFallbackStore(SyncStore):
     # -- the contract, on whichever store serves now ----------------------------------------------
 
     def _get(self, key: str) -> bytes | None:
+        if not self.degraded:  # the hot path: straight to the primary, _call's rules on failure
+            try:
+                return self.primary._get(key)
+            except Exception as exc:
+                self._failed(exc, None, False)
         return self._call(lambda s: s._get(key))  # type: ignore[no-any-return]
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        if not self.degraded:
+            try:
+                return self.primary._get_many(keys)
+            except Exception as exc:
+                self._failed(exc, None, False)
         return self._call(lambda s: s._get_many(keys))  # type: ignore[no-any-return]
 
     def _set(self, key: str, value: bytes, ttl: int) -> None:
@@ -95,12 +105,17 @@ class SyncFallbackStore(SyncStore):
         try:
             return work(self.primary)
         except Exception as exc:
-            self._note(touches, clears)  # the primary may or may not have applied it
-            try:
-                self.primary.ping()
-            except StoreUnavailable as down:
-                self._switch_to_fallback(str(down))
-            raise exc
+            self._failed(exc, touches, clears)
+
+    def _failed(self, exc: Exception, touches: str | None, clears: bool) -> NoReturn:
+        """After the primary failed a call: note what it touched, switch to the fallback if the
+        primary does not answer a ping either, and raise ``exc`` for the contract's guard."""
+        self._note(touches, clears)  # the primary may or may not have applied it
+        try:
+            self.primary.ping()
+        except StoreUnavailable as down:
+            self._switch_to_fallback(str(down))
+        raise exc
 
     # -- switching ------------------------------------------------------------------------------------
 

@@ -22,8 +22,12 @@ class SyncMongoStore(SyncStore):
         super().__init__(spec)
         self.mongo_spec = spec
         self._client: MongoClient[dict[str, Any]] | None = None
+        self._coll: Any = None  # the collection object, built once (not per call)
 
     def _collection(self) -> Any:
+        coll = self._coll
+        if coll is not None:
+            return coll
         if self._client is None:
             ms = int(self.timeout * 1000)
             self._client = MongoClient(
@@ -35,7 +39,8 @@ class SyncMongoStore(SyncStore):
                 appname="tina4-sidecar",
                 **self.mongo_spec._credentials,
             )
-        return self._client.get_default_database(DEFAULT_DATABASE)[COLLECTION]
+        self._coll = self._client.get_default_database(DEFAULT_DATABASE)[COLLECTION]
+        return self._coll
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.mongo_spec._clock(), UTC)
@@ -105,6 +110,6 @@ class SyncMongoStore(SyncStore):
         self._client.admin.command("ping")
 
     def _close(self) -> None:
-        client, self._client = self._client, None
+        client, self._client, self._coll = self._client, None, None
         if client is not None:
             client.close()

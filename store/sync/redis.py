@@ -1,6 +1,14 @@
 """Sync twin of the Redis and Valkey stores: redis-py's blocking client (thread-safe, one pool per
 store), the async ``RedisStore``'s keys, URL and credentials, and the same announcements on the
-response layer's invalidation channel (``store/push.py``), pipelined after the write."""
+response layer's invalidation channel (``store/push.py``), pipelined after the write.
+
+Reads (``GET``, ``MGET``: every ``cache_get`` and query-cache lookup) go straight to a connection
+the calling thread keeps (``per_thread.py``), made from the pool's own connection class and
+arguments: redis-py's pooled command path (checkout, a poll for stray bytes, retry and
+observability wrappers, return) cost about as much CPU again as the command itself. A read that
+finds its kept connection dropped (a restarted server) retries once on a new one, as the pool's
+``Retry`` would; any other failure closes it and reaches the contract's guard.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +17,15 @@ from typing import Any, cast
 
 from redis import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 from tina4_sidecar.store import push
 from tina4_sidecar.store.backends.redis import HEALTH_CHECK_INTERVAL, MAX_CONNECTIONS, SCAN_BATCH, RedisStore
 from tina4_sidecar.store.contract import StoreUnavailable
 from tina4_sidecar.store.sync.contract import SyncStore
+from tina4_sidecar.store.sync.per_thread import PerThread
 
 
 class SyncRedisStore(SyncStore):
@@ -23,6 +34,7 @@ class SyncRedisStore(SyncStore):
         self.redis_spec = spec
         self.channel = spec.channel
         self._client: Redis | None = None
+        self._conns: PerThread[Any] | None = None  # redis-py Connections (untyped)
 
     def _redis(self) -> Redis:
         if self._client is None:
@@ -40,13 +52,44 @@ class SyncRedisStore(SyncStore):
                 password=spec._password if fill_in else None,
             )
             self._client = Redis.from_pool(pool)
+            self._conns = PerThread(
+                lambda: pool.connection_class(**pool.connection_kwargs),
+                lambda conn: conn.disconnect(),
+                MAX_CONNECTIONS,
+            )
         return self._client
 
+    def read(self, *command: str) -> Any:
+        """The reply of a read-only ``command`` (``GET``/``MGET``), on the calling thread's kept
+        connection (the pool when it has none to spare); raises the driver's error."""
+        pooled: Any = self._redis()  # made first: it makes the kept connections' factory too
+        conns = self._conns
+        conn = conns.get() if conns is not None else None
+        if conns is None or conn is None:
+            return pooled.execute_command(*command)
+        for attempt in (0, 1):
+            try:
+                conn.send_command(*command)
+                return conn.read_response()
+            except ResponseError:
+                raise  # an error reply: the connection is fine
+            except RedisConnectionError:
+                conns.discard()
+                if attempt:
+                    raise
+                conn = conns.get()
+                if conn is None:
+                    return pooled.execute_command(*command)
+            except BaseException:
+                conns.discard()  # a reply may be left unread on it
+                raise
+        raise AssertionError("unreachable")
+
     def _get(self, key: str) -> bytes | None:
-        return cast("bytes | None", self._redis().get(self.prefix + key))
+        return cast("bytes | None", self.read("GET", self.prefix + key))
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        return cast("list[bytes | None]", self._redis().mget([self.prefix + key for key in keys]))
+        return cast("list[bytes | None]", self.read("MGET", *[self.prefix + key for key in keys]))
 
     def _write(self, key: str, command: Callable[[Any], Any]) -> Any:
         change = push.announcement(key) if self.channel is not None else None
@@ -95,5 +138,8 @@ class SyncRedisStore(SyncStore):
 
     def _close(self) -> None:
         client, self._client = self._client, None
+        conns, self._conns = self._conns, None
+        if conns is not None:
+            conns.close()
         if client is not None:
             client.close()

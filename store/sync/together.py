@@ -39,7 +39,7 @@ def read_together(
             and a.redis_spec.url == b.redis_spec.url
         ):
             names = [a.prefix + key, *(b.prefix + name for name in keys)]
-            values = cast("list[bytes | None]", a._redis().mget(names))
+            values = cast("list[bytes | None]", a.read("MGET", *names))
             return values[0], values[1:]
         if (
             isinstance(a, SyncDatabaseStore)
