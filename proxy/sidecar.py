@@ -87,8 +87,11 @@ class Sidecar:
         except ValueError:
             self.origin = None
         self.upstream.closing = self.app_closing
+        self.upstream.received = self.metrics.origin_received
         if self.origin is not None:
             self.origin.closing = self.app_closing
+            self.origin.received = self.metrics.origin_received
+        self.store.observe = self.metrics.store_call
 
     def app_closing(self) -> None:
         """The app is seen closing (a refused connect, a pooled connection it closed, a framed

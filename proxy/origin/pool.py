@@ -212,6 +212,10 @@ class OriginConnection(asyncio.Protocol):
             self.timer = None
 
 
+def _ignore(size: int) -> None:
+    """``OriginPool.received`` until the sidecar points it at its metrics."""
+
+
 class OriginPool:
     """Idle keep-alive connections to one ``http://host:port[/prefix]`` app, reused newest first."""
 
@@ -234,6 +238,8 @@ class OriginPool:
         self.generation = 0
         """Raised when the app is seen closing: older connections are closed once their exchange ends."""
         self.closing: Callable[[], object] = self.drop_idle
+        self.received: Callable[[int], object] = _ignore
+        """Told the size of each body chunk relayed from the app (the metrics' bytes from the app)."""
         """Called when the app is seen closing (a refused connect, a framed ``Connection: close`` answer);
         the sidecar points it at its ``app_closing``, which drops both transports' idle connections."""
 

@@ -95,6 +95,10 @@ def closes(response: aiohttp.ClientResponse) -> bool:
     return framed and "close" in tokens
 
 
+def _ignore(size: int) -> None:
+    """``Upstream.received`` until the sidecar points it at its metrics."""
+
+
 class Upstream:
     def __init__(
         self, base_url: str, connect_timeout: float, read_timeout: float, keepalive: float = 4.0
@@ -109,6 +113,8 @@ class Upstream:
         self.generation = 0
         """Raised when the app is seen closing: connections in use then are closed, not pooled, after."""
         self.closing: Callable[[], object] = self.drop_idle
+        self.received: Callable[[int], object] = _ignore
+        """Told the body bytes of each response read from the app (the metrics' bytes from the app)."""
         """Called when the app is seen closing (a refused connect, a reused connection it had closed, a
         framed ``Connection: close`` answer); the sidecar points it at its ``app_closing``."""
 
@@ -210,6 +216,7 @@ class Upstream:
         try:
             yield response
         finally:
+            self.received(response.content.total_bytes)
             if fresh or self.generation != generation:
                 response.close()  # opened before the app began closing: not pooled again
             elif response.status in _NO_BODY or method == "HEAD":
