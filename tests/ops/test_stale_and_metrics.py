@@ -37,9 +37,10 @@ def test_a_stale_answer_says_stale_a_fresh_one_hit(ops_app: DemoApp, tmp_path: P
     rules = tmp_path / "rules.json"
     rule = {"method": "GET", "path": "/docs/*", "ttl": 1, "stale_while_revalidate": 60}
     rules.write_text(json.dumps({"version": 1, "routes": [rule]}))
-    sidecar = sidecar_for(
-        ops_app, tmp_path, {"TINA4_SIDECAR_RULES_FILE": str(rules), "TINA4_SIDECAR_FAST_PATH": fast_path}
-    )
+    env: dict[str, str | None] = {"TINA4_SIDECAR_RULES_FILE": str(rules)}
+    env["TINA4_SIDECAR_FAST_PATH"] = fast_path
+    env["TINA4_SIDECAR_EARLY_REFRESH_BETA"] = "0"  # no refresh before expiry: the stale entry is the first
+    sidecar = sidecar_for(ops_app, tmp_path, env)
     base = f"http://127.0.0.1:{sidecar.port}"
     try:
         first = get(base, "/docs/stale")
