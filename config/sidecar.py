@@ -70,7 +70,8 @@ class SidecarSettings(OperationsSettings):
         description="Seconds an idle connection to the app is kept for the next request (0: none are "
         "kept). Keep it below the app server's own keep-alive timeout (uvicorn's and Node's are 5 s), so "
         "the sidecar never reuses a connection the app is closing, and an app that shuts down is not held "
-        "up by the sidecar's idle connections.",
+        "up by the sidecar's idle connections (Tina4's built-in server waits for them). All idle ones close "
+        "at once when the app is seen closing: a refused connect, or an answer with Connection: close.",
     )
     ignored_query_params: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["utm_*", "fbclid", "gclid"],

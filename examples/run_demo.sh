@@ -5,8 +5,6 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 app_port="${DEMO_APP_PORT:-7146}"
 sidecar_port="${DEMO_SIDECAR_PORT:-7145}"
-workdir="${TMPDIR:-/tmp}/tina4-sidecar-demo"   # Tina4 creates src/ data/ logs/ in its working dir
-mkdir -p "$workdir"
 
 for port in "$app_port" "$sidecar_port"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -15,6 +13,9 @@ for port in "$app_port" "$sidecar_port"; do
     fi
 done
 
+# Tina4 creates src/ data/ logs/ in its working dir: a folder of this run's own, so that two demos
+# never share (or clean up) each other's, removed when the demo stops.
+workdir="$(mktemp -d "${TMPDIR:-/tmp}/tina4-sidecar-demo.XXXXXX")"
 echo "demo: starting the Tina4 demo app on http://127.0.0.1:$app_port (log: $workdir/app.log)"
 (
     cd "$workdir"
@@ -24,7 +25,14 @@ echo "demo: starting the Tina4 demo app on http://127.0.0.1:$app_port (log: $wor
         exec "$repo/.venv/bin/python" "$repo/examples/demo_app/app.py"
 ) >"$workdir/app.log" 2>&1 &
 app_pid=$!
-trap 'kill "$app_pid" 2>/dev/null || true' EXIT INT TERM
+stop() {
+    kill "$app_pid" 2>/dev/null || true
+    wait "$app_pid" 2>/dev/null || true
+    rm -rf "$workdir"
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 for _ in $(seq 1 100); do
     if "$repo/.venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \

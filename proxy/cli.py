@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 from tina4_sidecar.config import CacheSettings, ConfigError, SidecarSettings, load_settings
+from tina4_sidecar.config.cache import Backend
 from tina4_sidecar.config.rules import RuleSet, load_rules_file
 from tina4_sidecar.proxy.cli_flags import add_setting_flags, overrides
 from tina4_sidecar.proxy.logs import setup_logging
@@ -124,12 +127,44 @@ def _serve(
     from tina4_sidecar.proxy.server import run  # aiohttp's server only for this command
 
     setup_logging(settings.log_level, settings.log_format)
+    check_cache_dir(cache_settings)
     try:
         return run(settings, cache_settings, load)
     except OSError as exc:  # filename: the admin listener's address when that one failed
         where = exc.filename or settings.listen
         print(f"{PROG}: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def check_cache_dir(cache_settings: CacheSettings) -> None:
+    """The file store's directory (TINA4_CACHE_DIR) must be one the sidecar can create and write:
+    with TINA4_CACHE_BACKEND=file it is a configuration error (one line, exit 2, before any worker
+    starts); with a network store, whose fallback it is, a warning."""
+    backend = cache_settings.cache_backend
+    if backend == Backend.MEMORY:
+        return
+    directory = cache_settings.cache_dir
+    problem: str | None = None
+    if directory.exists() and not directory.is_dir():
+        problem = "it is not a directory"
+    elif backend == Backend.FILE:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as exc:
+            problem = f"{exc.strerror or type(exc).__name__}" + (f": {exc.filename}" if exc.filename else "")
+    if problem is None:
+        return
+    if backend == Backend.FILE:
+        raise ConfigError(f"TINA4_CACHE_DIR: the file store cannot use {directory}: {problem}")
+    logging.getLogger("tina4_sidecar").warning(
+        "TINA4_CACHE_DIR: the fallback file store cannot use %s (%s): while %s is unreachable nothing "
+        "is cached",
+        directory,
+        problem,
+        backend,
+    )
 
 
 async def _routes(settings: SidecarSettings, as_json: bool) -> int:

@@ -54,7 +54,7 @@ class ManifestWatcher:
         if self._announcer is not None:  # proxy/control.py: how the app reaches this sidecar
             headers.update(await self._announcer.headers())
         try:
-            async with self._upstream.request("GET", self._path, headers) as response:
+            async with self._upstream.request("GET", self._path, headers, fresh=True) as response:
                 if self._announcer is not None:
                     self._announcer.answered(response.headers.get("X-Tina4-Store"))
                 if response.status == 304 and self._from_app is not None:

@@ -1,6 +1,7 @@
 """What the sidecar counts, and how it reads as JSON stats and as Prometheus metrics.
 
-The pipeline calls ``request()``, ``origin_fetch()`` and ``coalesced_waiter()``; the admin API
+The pipeline calls ``request()``, ``origin_fetch()`` and ``coalesced_waiter()``, the connections
+to the app ``origin_received()``, the store ``store_call()``; the admin API
 reads ``stats()`` and ``exposition()``. Each sidecar has its own ``CollectorRegistry`` (several
 sidecars run in one test process; the global registry would mix them).
 
@@ -22,119 +23,30 @@ import logging
 import math
 import time
 from bisect import bisect_left
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
-OUTCOMES = ("hit", "stale", "miss", "bypass", "pass", "error")
-"""``hit``: fresh entry served; ``stale``: expired entry served (grace or app failure);
-``miss``: fetched from the app for the cache; ``bypass``: cached route, request not allowed to
-use the cache; ``pass``: no cached rule; ``error``: the sidecar answered 502/504."""
+from tina4_sidecar.proxy.metrics_series import (
+    NO_ROUTE,
+    ORIGIN_BUCKETS,
+    OUTCOMES,
+    PREFIX,
+    REQUEST_BUCKETS,
+    ROUTE_FIELD,
+    STORE_BUCKETS,
+    Buckets,
+    Gauges,
+    RouteCounters,
+    Slot,
+    add_buckets,
+    hit_rate,
+)
 
-NO_ROUTE = "none"
-"""The ``route`` label of requests that no cached rule covers."""
-
-REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-"""Seconds; starting well below a millisecond, where HITs are answered."""
-
-ORIGIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-"""Seconds the app took to send its response headers."""
-
-PREFIX = "tina4_sidecar"
+__all__ = ["NO_ROUTE", "OUTCOMES", "PREFIX", "Gauges", "Metrics", "RouteCounters", "hit_rate"]
 
 log = logging.getLogger("tina4_sidecar")
-
-
-class Buckets:
-    """One histogram series as plain numbers: a count per bucket (not cumulative) and a sum."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.sum += value
-        self.counts[bisect_left(self.bounds, value)] += 1  # le: the first bound >= value
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        """``(le, count)`` pairs as Prometheus wants them, ``+Inf`` last."""
-        pairs: list[tuple[str, float]] = []
-        total = 0
-        for le, count in zip([*map(repr, self.bounds), "+Inf"], self.counts, strict=True):
-            total += count
-            pairs.append((le, total))
-        return pairs
-
-
-class _Slot:
-    """Requests of one (outcome, route): their count, and the outcome's shared duration series."""
-
-    __slots__ = ("count", "durations", "outcome", "route")
-
-    def __init__(self, outcome: str, route: str | None, durations: Buckets) -> None:
-        self.outcome = outcome
-        self.route = route
-        self.count = 0
-        self.durations = durations
-
-
-@dataclass
-class RouteCounters:
-    """What one route (a rule's path pattern) saw."""
-
-    hits: int = 0
-    stale: int = 0
-    misses: int = 0
-    bypass: int = 0
-    errors: int = 0
-    origin_fetches: int = 0
-    coalesced: int = 0
-
-    @property
-    def hit_rate(self) -> float:
-        return hit_rate(self.hits, self.stale, self.misses)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "hits": self.hits,
-            "stale": self.stale,
-            "misses": self.misses,
-            "bypass": self.bypass,
-            "errors": self.errors,
-            "hit_rate": self.hit_rate,
-            "origin_fetches": self.origin_fetches,
-            "coalesced": self.coalesced,
-        }
-
-
-_ROUTE_FIELD = {"hit": "hits", "stale": "stale", "miss": "misses", "bypass": "bypass", "error": "errors"}
-
-
-def hit_rate(hits: int, stale: int, misses: int) -> float:
-    """Share of cacheable lookups answered from the cache (a stale answer counts): 0 when none."""
-    served = hits + stale
-    total = served + misses
-    return round(served / total, 4) if total else 0.0
-
-
-@dataclass(frozen=True)
-class Gauges:
-    """What is read at scrape time rather than counted: the store, the manifest, the app."""
-
-    entries: int
-    store_errors: int
-    fallback: bool
-    manifest_rules: int
-    manifest_ok: bool
-    manifest_loaded_at: float | None = None
-    app_up: bool | None = None
-    in_flight: int = 0
-    workers: int = 1
 
 
 class Metrics:
@@ -156,10 +68,14 @@ class Metrics:
         self.purges: dict[str, int] = {}
         """Admin purges by kind (url, route, prefix, tag, host, all, and soft- ones)."""
         self._refusal_logged = -math.inf
-        self._slots: dict[tuple[str, str | None], _Slot] = {}
+        self._slots: dict[tuple[str, str | None], Slot] = {}
         self._durations = {outcome: Buckets(REQUEST_BUCKETS) for outcome in OUTCOMES}
         self._origin_statuses: dict[int, int] = {}
         self._origin_durations = Buckets(ORIGIN_BUCKETS)
+        self.origin_bytes = 0
+        """Bytes of bodies received from the app, on both transports (fetches and forwards)."""
+        self._store_durations: dict[str, Buckets] = {}
+        """Seconds each store call took, by operation (``store.contract.Store.observe``)."""
         self._route_fetches: dict[str, int] = {}
         self._route_coalesced: dict[str, int] = {}
         self._gauges: Gauges | None = None
@@ -195,6 +111,18 @@ class Metrics:
         if route is not None:
             self._route_fetches[route] = self._route_fetches.get(route, 0) + 1
 
+    def origin_received(self, size: int) -> None:
+        """Body bytes received from the app (the transports' connections to it call it)."""
+        self.origin_bytes += size
+
+    def store_call(self, operation: str, seconds: float) -> None:
+        """One call of the sidecar's store and how long it took, failed ones included."""
+        durations = self._store_durations.get(operation)
+        if durations is None:
+            durations = self._store_durations[operation] = Buckets(STORE_BUCKETS)
+        durations.sum += seconds
+        durations.counts[bisect_left(durations.bounds, seconds)] += 1
+
     def coalesced_waiter(self, route: str | None) -> None:
         """A request that waited for another request's fetch instead of asking the app."""
         self.coalesced += 1
@@ -224,11 +152,11 @@ class Metrics:
         self._unreadable_reasons.add(reason)
         return True
 
-    def _new_slot(self, outcome: str, route: str | None) -> _Slot:
+    def _new_slot(self, outcome: str, route: str | None) -> Slot:
         durations = self._durations.get(outcome)
         if durations is None:  # an outcome this module does not know yet: counted all the same
             durations = self._durations[outcome] = Buckets(REQUEST_BUCKETS)
-        slot = self._slots[outcome, route] = _Slot(outcome, route, durations)
+        slot = self._slots[outcome, route] = Slot(outcome, route, durations)
         return slot
 
     # -- what the admin API reads -------------------------------------------------------------------
@@ -250,7 +178,7 @@ class Metrics:
         """Counters per rule path pattern, for routes that saw a cacheable outcome or a fetch."""
         routes: dict[str, RouteCounters] = {}
         for slot in self._slots.values():
-            name = _ROUTE_FIELD.get(slot.outcome)
+            name = ROUTE_FIELD.get(slot.outcome)
             if slot.route is None or name is None:
                 continue
             counters = routes.setdefault(slot.route, RouteCounters())
@@ -293,6 +221,7 @@ class Metrics:
             "durations": {name: [b.counts, b.sum] for name, b in self._durations.items()},
             "origin_statuses": {str(status): count for status, count in self._origin_statuses.items()},
             "origin_durations": [self._origin_durations.counts, self._origin_durations.sum],
+            "store_durations": {name: [b.counts, b.sum] for name, b in self._store_durations.items()},
             "route_fetches": self._route_fetches,
             "route_coalesced": self._route_coalesced,
             "scalars": {name: getattr(self, name) for name in _SCALARS},
@@ -308,10 +237,12 @@ class Metrics:
             slot.count += count
         for name, (counts, total) in snapshot["durations"].items():
             buckets = self._durations.setdefault(name, Buckets(REQUEST_BUCKETS))
-            _add_buckets(buckets, counts, total)
+            add_buckets(buckets, counts, total)
         for status, count in snapshot["origin_statuses"].items():
             self._origin_statuses[int(status)] = self._origin_statuses.get(int(status), 0) + count
-        _add_buckets(self._origin_durations, *snapshot["origin_durations"])
+        add_buckets(self._origin_durations, *snapshot["origin_durations"])
+        for name, (counts, total) in snapshot.get("store_durations", {}).items():
+            add_buckets(self._store_durations.setdefault(name, Buckets(STORE_BUCKETS)), counts, total)
         for mine, theirs in ((self._route_fetches, snapshot["route_fetches"]),
                              (self._route_coalesced, snapshot["route_coalesced"]),
                              (self.bytes_sent, snapshot["bytes_sent"]),
@@ -325,12 +256,14 @@ class Metrics:
         ]
 
 
-_SCALARS = ("origin_fetches", "coalesced", "fast_hits", "unreadable_entries", "connections_refused")
-
-
-def _add_buckets(buckets: Buckets, counts: list[int], total: float) -> None:
-    buckets.counts = [a + b for a, b in zip(buckets.counts, counts, strict=True)]
-    buckets.sum += total
+_SCALARS = (
+    "origin_fetches",
+    "coalesced",
+    "fast_hits",
+    "unreadable_entries",
+    "connections_refused",
+    "origin_bytes",
+)
 
 
 from tina4_sidecar.proxy.metrics_families import MetricsCollector  # noqa: E402  (it reads Metrics)

@@ -68,6 +68,22 @@ class MetricsCollector(Collector):
         origin.add_metric((), metrics._origin_durations.cumulative(), metrics._origin_durations.sum)
         yield origin
 
+        yield CounterMetricFamily(
+            f"{PREFIX}_origin_received_bytes",
+            "Body bytes received from the app, on both transports: fetches for the cache, forwarded "
+            "answers, the manifest.",
+            value=metrics.origin_bytes,
+        )
+
+        store = HistogramMetricFamily(
+            f"{PREFIX}_store_duration_seconds",
+            "Time a call of the response store took (failed and timed-out ones included), by operation.",
+            labels=("operation",),
+        )
+        for operation, buckets in sorted(metrics._store_durations.items()):
+            store.add_metric((operation,), buckets.cumulative(), buckets.sum)
+        yield store
+
         info = build_info()
         build = GaugeMetricFamily(
             f"{PREFIX}_build_info",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ from tina4_sidecar.proxy.origin.pool import OriginPool
 from tina4_sidecar.proxy.origin.upstream import Upstream
 from tina4_sidecar.store.contract import Store
 from tina4_sidecar.store.response_key import QueryFilter, response_key
+
+log = logging.getLogger("tina4_sidecar.proxy")
 
 
 @dataclass
@@ -83,6 +86,20 @@ class Sidecar:
             )
         except ValueError:
             self.origin = None
+        self.upstream.closing = self.app_closing
+        self.upstream.received = self.metrics.origin_received
+        if self.origin is not None:
+            self.origin.closing = self.app_closing
+            self.origin.received = self.metrics.origin_received
+        self.store.observe = self.metrics.store_call
+
+    def app_closing(self) -> None:
+        """The app is seen closing (a refused connect, a pooled connection it closed, a framed
+        ``Connection: close`` answer): both transports drop their idle connections to it at once,
+        and close those in use after their answer, so its shutdown is not held up by them."""
+        dropped = self.upstream.drop_idle() + (self.origin.drop_idle() if self.origin is not None else 0)
+        if dropped:
+            log.info("the app is closing connections: closed %d idle connections to it", dropped)
 
     def open_connections(self, slow: Any) -> int:
         """Client connections open now: the fast path's and those aiohttp's server (``slow``) took over."""

@@ -40,7 +40,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -117,19 +117,26 @@ class Store(ABC):
         self.prefix = f"{namespace}:{layer}:"
         self.timeout = timeout
         self.counters = StoreCounters()
+        self.observe: Callable[[str, float], None] | None = None
+        """Told the operation and seconds of every call (failed ones included) when set: the
+        sidecar's store latency metric."""
 
     # -- the contract -------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
+        started = time.perf_counter()
         value = await self._guard("get", self._get(key), None)
         self._count(value is not None)
+        self._timed("get", started)
         return value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values in the order of ``keys``; one round trip where the backend allows."""
         if not keys:
             return []
+        started = time.perf_counter()
         values = await self._guard("get_many", self._get_many(list(keys)), None)
+        self._timed("get_many", started)
         if values is not None and len(values) != len(keys):
             self.record_error("get_many", ValueError(f"{len(values)} values for {len(keys)} keys"))
             values = None
@@ -145,7 +152,9 @@ class Store(ABC):
             raise ValueError("ttl must be >= 0 (0 means no expiry)")
         if not isinstance(value, bytes | bytearray | memoryview):
             raise TypeError(f"store values are bytes, not {type(value).__name__}")
+        started = time.perf_counter()
         result = await self._guard("set", self._set(key, bytes(value), ttl), False)
+        self._timed("set", started)
         return result is not False
 
     async def add(self, key: str, value: bytes, ttl: int) -> bool:
@@ -154,22 +163,33 @@ class Store(ABC):
         or the store failed."""
         if ttl < 0:
             raise ValueError("ttl must be >= 0 (0 means no expiry)")
-        return bool(await self._guard("add", self._add(key, bytes(value), ttl), False))
+        started = time.perf_counter()
+        added = bool(await self._guard("add", self._add(key, bytes(value), ttl), False))
+        self._timed("add", started)
+        return added
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when it existed."""
-        return bool(await self._guard("delete", self._delete(key), False))
+        started = time.perf_counter()
+        deleted = bool(await self._guard("delete", self._delete(key), False))
+        self._timed("delete", started)
+        return deleted
 
     async def clear(self) -> bool:
         """Remove every key of this namespace and layer, and nothing else. False when it failed."""
         # A clear of a large layer (SCAN + UNLINK, DELETE of many rows) may take longer than a get.
+        started = time.perf_counter()
         result = await self._guard("clear", self._clear(), False, bound=max(self.timeout, CLEAR_TIMEOUT))
+        self._timed("clear", started)
         return result is not False
 
     async def size(self) -> int:
         """Number of live entries in this namespace and layer (may be approximate)."""
         # Counting may scan (Redis SCAN, a directory walk): more time than a get, less than a clear.
-        return int(await self._guard("size", self._size(), 0, bound=max(self.timeout, SIZE_TIMEOUT)) or 0)
+        started = time.perf_counter()
+        size = int(await self._guard("size", self._size(), 0, bound=max(self.timeout, SIZE_TIMEOUT)) or 0)
+        self._timed("size", started)
+        return size
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the backend answers within the timeout."""
@@ -259,6 +279,10 @@ class Store(ABC):
     def expires_at(ttl: int, now: float | None = None) -> float | None:
         """Absolute expiry (epoch seconds) for ``ttl``; None for no expiry."""
         return None if ttl == 0 else (now if now is not None else time.time()) + ttl
+
+    def _timed(self, op: str, started: float) -> None:
+        if self.observe is not None:
+            self.observe(op, time.perf_counter() - started)
 
     def _count(self, hit: bool) -> None:
         if hit:

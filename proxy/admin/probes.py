@@ -118,7 +118,8 @@ async def _app_answers(sidecar: Sidecar) -> bool:
     path = sidecar.settings.manifest_path
     try:
         async with asyncio.timeout(APP_TIMEOUT):
-            async with sidecar.upstream.request("GET", path, {"Accept": "application/json"}) as response:
+            accept = {"Accept": "application/json"}
+            async with sidecar.upstream.request("GET", path, accept, fresh=True) as response:
                 await response.content.read(MAX_PROBE_BODY)
                 status = response.status
     except Exception as exc:  # unreachable, too slow, or a connection broken mid-body

@@ -2,10 +2,12 @@
 RFC 9211 Cache-Status. Both transports build their answers from these functions, so a HIT reads
 the same whichever of them served it.
 
-``X-Cache``/``X-Cache-TTL`` follow Tina4's chapter exactly (remaining seconds on a HIT, the
-stored TTL on a MISS). ``Cache-Status`` members never combine ``hit`` with ``fwd``, and ours is
-appended after every member an inner cache already added, on one field line (the list of all of
-them, RFC 9110 section 5.3). A replayed entry keeps the ``Date`` the app sent (or the one the
+``X-Cache``/``X-Cache-TTL`` follow Tina4's chapter (remaining seconds on a HIT, the stored TTL on
+a MISS); an expired entry served (stale-while-revalidate, stale-if-error, a client's max-stale) is
+``X-Cache: STALE`` with ``X-Cache-TTL: 0``, never a HIT, which the chapter defines as fresh.
+``Cache-Status`` members never combine ``hit`` with ``fwd``, and ours is appended after every
+member an inner cache already added, on one field line (the list of all of them, RFC 9110
+section 5.3). A replayed entry keeps the ``Date`` the app sent (or the one the
 sidecar gave it when it was stored), and its ``Age`` is the sidecar's own.
 """
 
@@ -23,6 +25,7 @@ from tina4_sidecar.proxy.http.forward_headers import end_to_end
 
 HIT = "HIT"
 MISS = "MISS"
+STALE = "STALE"
 
 OWN_HEADERS = ("X-Cache", "X-Cache-TTL", "Age")
 """Headers an app's own cache may have set; on cached routes the sidecar's values replace them."""
@@ -97,9 +100,9 @@ def answer_headers(
         left = max(0, remaining)
         x_cache, x_cache_ttl, member = HIT, left, cache_status_hit(name, left)
     elif kind is Kind.STALE:
-        x_cache, x_cache_ttl, member = HIT, 0, cache_status_hit(name, remaining)
+        x_cache, x_cache_ttl, member = STALE, 0, cache_status_hit(name, remaining)
     elif kind is Kind.STALE_ERROR:
-        x_cache, x_cache_ttl = HIT, 0
+        x_cache, x_cache_ttl = STALE, 0
         member = f"{cache_status_fwd(name, 'stale', fwd_status=error_status)}; ttl={remaining}"
     elif kind is Kind.COLLAPSED:
         x_cache, x_cache_ttl = MISS, entry.ttl

@@ -93,7 +93,11 @@ class Forwarder:
         if exc is None:
             self.finished(relay.outcome, self._make.route)
         elif relay.reused and not received and not relay.written:
-            self._connect(relay.request)  # the app closed an idle connection as it was reused
+            # The app closed an idle connection as it was reused: the others are likely closed too
+            # (a restart), so they are dropped and the request goes once more on a new connection.
+            if self.pool is not None:
+                self.pool.closing()
+            self._connect(relay.request)
         else:
             self._make.given_up(exc)
             if relay.written:

@@ -26,6 +26,7 @@ and what aiohttp would refuse gets a 502 on both. A connection that needed it is
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
@@ -80,6 +81,8 @@ class OriginConnection(asyncio.Protocol):
         self.last_read = 0.0
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.generation = pool.generation
+        """The pool's generation when it opened: one opened before the app began closing is not pooled."""
 
     def send(self, exchange: Exchange, request: bytes) -> None:
         assert self.transport is not None
@@ -162,6 +165,8 @@ class OriginConnection(asyncio.Protocol):
     def _complete(self) -> None:
         """The response ended and its read is parsed whole: pool the connection (once) if clean."""
         exchange, self.completed = self.completed, None
+        if not self.reusable and self.open and not self.body_until_close:
+            self.pool.closing()  # a framed answer that closes anyway (Connection: close): the app goes
         self.pool.release(self, self.reusable and not self.poisoned and self.open)
         if exchange is not None:
             exchange.response_end()
@@ -246,6 +251,10 @@ class OriginConnection(asyncio.Protocol):
             self.timer = None
 
 
+def _ignore(size: int) -> None:
+    """``OriginPool.received`` until the sidecar points it at its metrics."""
+
+
 class OriginPool:
     """Idle keep-alive connections to one ``http://host:port[/prefix]`` app, reused newest first."""
 
@@ -264,6 +273,14 @@ class OriginPool:
         """Seconds an idle connection may wait to be reused (TINA4_SIDECAR_UPSTREAM_KEEPALIVE)."""
         self._idle: list[OriginConnection] = []
         self._closed = False
+        self._expiry: asyncio.TimerHandle | None = None
+        self.generation = 0
+        """Raised when the app is seen closing: older connections are closed once their exchange ends."""
+        self.closing: Callable[[], object] = self.drop_idle
+        self.received: Callable[[int], object] = _ignore
+        """Told the size of each body chunk relayed from the app (the metrics' bytes from the app)."""
+        """Called when the app is seen closing (a refused connect, a framed ``Connection: close`` answer);
+        the sidecar points it at its ``app_closing``, which drops both transports' idle connections."""
 
     def take(self) -> OriginConnection | None:
         """An idle connection, newest first (the app may still close it as it is reused); those idle
@@ -294,17 +311,46 @@ class OriginPool:
         except TimeoutError as exc:
             raise UpstreamTimeout(f"connecting to the app took over {self.connect_timeout:g}s") from exc
         except OSError as exc:
+            self.closing()  # refused: the app stopped listening, it waits for its open connections to end
             raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
         return protocol
 
     def release(self, connection: OriginConnection, reusable: bool) -> None:
         """The end of one exchange on ``connection``: idle again, or closed."""
-        if reusable and not self._closed and self.keepalive > 0:
+        if reusable and not self._closed and self.keepalive > 0 and connection.generation == self.generation:
             if connection not in self._idle:  # never twice: two requests would share it
-                connection.idle_since = asyncio.get_running_loop().time()
+                loop = asyncio.get_running_loop()
+                connection.idle_since = loop.time()
                 self._idle.append(connection)
+                if self._expiry is None:  # one timer for the pool, re-armed for the oldest idle one
+                    self._expiry = loop.call_at(connection.idle_since + self.keepalive, self._expire)
         elif connection.transport is not None:
             connection.transport.close()
+
+    def _expire(self) -> None:
+        """Close the connections idle for ``keepalive`` seconds, when they are due and not only when
+        the next request comes: an app that is shutting down waits for its open connections."""
+        self._expiry = None
+        self._close_stale()
+        if self._idle:
+            due = self._idle[0].idle_since + self.keepalive + 0.001  # (a timer may fire a hair early)
+            self._expiry = asyncio.get_running_loop().call_at(due, self._expire)
+
+    def drop_idle(self) -> int:
+        """The app is closing: close every idle connection now, and those in use once their exchange
+        ends (a new generation), so its shutdown is not held up; the next request connects anew.
+        Returns how many idle connections were closed."""
+        self.generation += 1
+        idle, self._idle = self._idle, []
+        self._stop_expiry()
+        for connection in idle:
+            connection.abort()
+        return len(idle)
+
+    def _stop_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     def forget(self, connection: OriginConnection) -> None:
         """A connection closed (by the app, or by us): never hand it out again."""
@@ -318,6 +364,7 @@ class OriginPool:
 
     def close(self) -> None:
         self._closed = True
+        self._stop_expiry()
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.abort()

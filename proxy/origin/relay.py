@@ -149,6 +149,7 @@ class Relay:
         self.pending.append(b"\r\n".join(out))
 
     def response_body(self, chunk: bytes) -> None:
+        self.origin.pool.received(len(chunk))
         if self.chunked:
             self.pending += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
         else:

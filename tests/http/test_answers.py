@@ -60,7 +60,7 @@ def test_replayed_gives_the_body_its_length_where_the_app_put_it() -> None:
     [
         (Kind.HIT, STORED + 10, [("X-Cache", "HIT"), ("X-Cache-TTL", "50"), ("Age", "10"),
                                  ("Cache-Status", "in, s; hit; ttl=50")]),
-        (Kind.STALE, STORED + 63, [("X-Cache", "HIT"), ("X-Cache-TTL", "0"), ("Age", "63"),
+        (Kind.STALE, STORED + 63, [("X-Cache", "STALE"), ("X-Cache-TTL", "0"), ("Age", "63"),
                                    ("Cache-Status", "in, s; hit; ttl=-3")]),
         (Kind.COLLAPSED, STORED, [("X-Cache", "MISS"), ("X-Cache-TTL", "60"),
                                   ("Cache-Status", "in, s; fwd=uri-miss; fwd-status=200; collapsed")]),

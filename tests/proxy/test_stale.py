@@ -54,7 +54,7 @@ async def test_stale_while_revalidate_serves_at_once_and_refreshes_once(
     await asyncio.sleep(1.2)
     replies = await asyncio.gather(*(get(client_session, url) for _ in range(20)))
     assert {body for _, body, _, _ in replies} == {"v1"}  # served stale, immediately
-    assert all(x_cache == "HIT" for _, _, x_cache, _ in replies)
+    assert all(x_cache == "STALE" for _, _, x_cache, _ in replies)  # an expired entry is never a HIT
     assert all("; hit; ttl=-" in status for _, _, _, status in replies)
     await asyncio.sleep(0.2)
     assert app.calls == 2  # exactly one background refresh for 20 stale hits
@@ -72,7 +72,7 @@ async def test_stale_if_error_when_the_app_fails_then_recovers(
     await asyncio.sleep(1.1)
     app.failing = 503
     status, body, x_cache, cache_status = await get(client_session, url)
-    assert (status, body, x_cache) == (200, "v1", "HIT")
+    assert (status, body, x_cache) == (200, "v1", "STALE")
     assert "fwd=stale; fwd-status=503; ttl=-" in cache_status
     await asyncio.sleep(2.1)  # past the stale-if-error window
     assert (await get(client_session, url))[0] == 503  # the app's own error passes through
@@ -94,7 +94,7 @@ async def test_waiters_on_a_failed_fetch_report_the_apps_status_like_the_fetcher
     replies = await asyncio.gather(*(get(client_session, url) for _ in range(10)))
     assert app.calls == 2  # one fetch for the ten requests
     assert proxy.sidecar.metrics.coalesced == 9
-    assert {reply[:3] for reply in replies} == {(200, "v1", "HIT")}
+    assert {reply[:3] for reply in replies} == {(200, "v1", "STALE")}
     for _, _, _, cache_status in replies:
         assert "fwd=stale; fwd-status=500; ttl=-" in cache_status, cache_status
 
@@ -110,7 +110,7 @@ async def test_stale_if_error_when_the_app_is_unreachable(
     await proxy.upstream.close()  # the app goes away
     await asyncio.sleep(1.1)
     status, body, x_cache, cache_status = await get(client_session, cached)
-    assert (status, body, x_cache) == (200, "v1", "HIT")
+    assert (status, body, x_cache) == (200, "v1", "STALE")
     assert "fwd=stale" in cache_status
     assert (await get(client_session, uncached))[0] == 502
     assert (await get(client_session, proxy.url("/page/never-cached")))[0] == 502
@@ -125,7 +125,7 @@ async def test_the_responses_own_directives_set_the_windows(
     url = proxy.url("/page/cc?cc=max-age%3D1%2C%20stale-while-revalidate%3D30")
     await get(client_session, url)
     await asyncio.sleep(1.1)
-    assert (await get(client_session, url))[2] == "HIT"  # stale, from the response's own directive
+    assert (await get(client_session, url))[2] == "STALE"  # from the response's own directive
 
 
 async def test_early_refresh_renews_a_hot_entry_before_it_expires(
