@@ -277,10 +277,10 @@ class OriginPool:
         self.generation = 0
         """Raised when the app is seen closing: older connections are closed once their exchange ends."""
         self.closing: Callable[[], object] = self.drop_idle
-        self.received: Callable[[int], object] = _ignore
-        """Told the size of each body chunk relayed from the app (the metrics' bytes from the app)."""
         """Called when the app is seen closing (a refused connect, a framed ``Connection: close`` answer);
         the sidecar points it at its ``app_closing``, which drops both transports' idle connections."""
+        self.received: Callable[[int], object] = _ignore
+        """Told the size of each body chunk relayed from the app (the metrics' bytes from the app)."""
 
     def take(self) -> OriginConnection | None:
         """An idle connection, newest first (the app may still close it as it is reused); those idle
