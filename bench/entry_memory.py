@@ -42,6 +42,7 @@ from tina4_sidecar.proxy.transport.fast_request import SeenRequests
 BODY = 1024
 GOAL = BODY + 200
 WARM = 2000
+ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def rss_bytes() -> int:
@@ -139,7 +140,7 @@ async def trace(entries: int, top: int) -> list[tuple[str, float, int]]:
     finally:
         await stop_sidecar(sidecar)
         tmp.cleanup()
-    here = str(Path(__file__).resolve().parent.parent)
+    here = ROOT
     grouped: dict[str, list[int]] = {}
     for stat in second.compare_to(first, "traceback"):
         if stat.size_diff <= 0:
@@ -155,21 +156,28 @@ async def trace(entries: int, top: int) -> list[tuple[str, float, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--entries", type=int, default=100_000)
-    parser.add_argument("--trace", type=int, default=20_000, help="entries filled under tracemalloc (0: skip)")
+    parser.add_argument(
+        "--trace", type=int, default=20_000, help="entries filled under tracemalloc (0: skip)"
+    )
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
     started_at = time.perf_counter()
     before, after, stored, rows = uvloop.run(measure(args.entries))
     per = (after - before) / args.entries
-    print(f"memory store, {args.entries:,} fills of 1 KB (+ {WARM:,} warm-up), python {sys.version.split()[0]}")
+    print(
+        f"memory store, {args.entries:,} fills of 1 KB (+ {WARM:,} warm-up), python {sys.version.split()[0]}"
+    )
     print()
     print("| entries | stored | RSS before | RSS after | RSS delta | bytes/entry | goal (body + 200) |")
     print("|---|---|---|---|---|---|---|")
     print(
         f"| {args.entries:,} | {stored:,} | {before / 2**20:.1f} MB | {after / 2**20:.1f} MB "
-        f"| +{(after - before) / 2**20:.1f} MB | {per:,.0f} B | {GOAL:,} B ({'met' if per <= GOAL else 'not met'}) |"
+        f"| +{(after - before) / 2**20:.1f} MB | {per:,.0f} B "
+        f"| {GOAL:,} B ({'met' if per <= GOAL else 'not met'}) |"
     )
     print()
     print("| held per entry (sys.getsizeof) | bytes |")
