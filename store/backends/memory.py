@@ -6,7 +6,7 @@ library and a second store built from the same settings all see the same entries
 ``clear()`` empties only its own shard. Each shard keeps at most ``cache_max_entries``
 entries and ``cache_max_bytes`` bytes of values, evicting the least recently used.
 
-Entries are kept compactly (about 100 bytes beside a 1 KB value instead of 270): keys as 128-bit
+Entries are kept compactly (about 110 bytes beside a value instead of 280): keys as 128-bit
 keyed digests (:func:`digest`, which says why a digest may stand for its key), each value with its
 deadline in one ``bytes``, the order of use in a deque of digests (:class:`Shard`).
 
