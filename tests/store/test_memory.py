@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
+from hashlib import blake2b
 
 import pytest
 
@@ -18,7 +21,8 @@ from tests.store.contract_suite import (
     unique_namespace,
 )
 from tina4_sidecar.config import CacheSettings
-from tina4_sidecar.store.backends.memory import REGISTRY, MemoryStore, Shard
+from tina4_sidecar.store.backends.memory import INLINE_MAX, REGISTRY, MemoryStore, Shard, digest
+from tina4_sidecar.store.backends.memory import _size as record_size
 
 
 def raw_shard(raw_key: str) -> tuple[Shard, str]:
@@ -186,4 +190,100 @@ def test_event_loops_in_two_threads_share_one_store_safely(namespace: str) -> No
     assert errors == []
     entries = store.shard._entries
     assert len(entries) <= 50
-    assert store.shard.nbytes == sum(len(entry.value) for entry in entries.values()) <= 4096
+    assert store.shard.nbytes == sum(record_size(record) for record in entries.values()) <= 4096
+
+
+# -- compact entries: digest keys, values kept with their deadline --------------------------------
+
+
+def test_keys_that_look_alike_never_share_an_entry(namespace: str) -> None:
+    """Each key reads back its own value: a digest stands for exactly one key (near-identical URLs,
+    unicode, a lone surrogate beside the pair it is not, the empty key)."""
+    shard = REGISTRY.shard(f"{namespace}:kv:", max_entries=100_000, max_bytes=2**30)
+    keys = [f"GET http://shop.example/p?id={n}" for n in range(20_000)]
+    keys += [f"GET http://shop.example/p?id={n} " for n in range(100)]
+    keys += ["", " ", "\n", "é", "e\u0301", "\U0001f600", "\ud83d\ude00", "\ud83d", "\ude00", "../k"]
+    assert len({digest(key) for key in keys}) == len(keys)
+    for n, key in enumerate(keys):
+        shard.set(key, n.to_bytes(4), 0.0, 0.0)
+    assert len(shard) == len(keys)
+    assert all(shard.get(key, 0.0) == n.to_bytes(4) for n, key in enumerate(keys))
+    assert shard.get("GET http://shop.example/p?id=20000", 0.0) is None
+
+
+def test_a_digest_is_keyed_per_process() -> None:
+    """The digests depend on a secret of this process: no one outside can look for a colliding pair."""
+    key = "GET http://shop.example/"
+    unkeyed = int.from_bytes(blake2b(key.encode(), digest_size=16).digest())
+    assert digest(key) == digest(key) != unkeyed
+
+
+@pytest.mark.parametrize("size", [0, 1, INLINE_MAX - 1, INLINE_MAX, INLINE_MAX + 1, 3 * INLINE_MAX])
+async def test_values_of_every_size_round_trip_and_expire(namespace: str, size: int) -> None:
+    shard = REGISTRY.shard(f"{namespace}:kv:")
+    value = bytes(range(256)) * (size // 256) + b"v" * (size % 256)
+    shard.set("k", value, 100.0, 50.0)
+    shard.set("forever", value, 0.0, 50.0)
+    assert shard.get("k", 99.9) == value
+    assert shard.nbytes == 2 * size
+    assert shard.get("k", 100.0) is None  # the deadline is kept exactly
+    assert shard.get("forever", 1e12) == value
+    assert shard.nbytes == size
+    assert shard.delete("forever", 1e12) is True
+    assert shard.nbytes == 0
+
+
+async def test_eviction_by_bytes_counts_the_values_own_length(namespace: str) -> None:
+    """The deadline kept beside a value is not counted: ``max_bytes`` bounds what was stored."""
+    store = MemoryStore(namespace, "kv", max_entries=100, max_bytes=3 * INLINE_MAX)
+    await store.set("a", b"a" * INLINE_MAX, 60)  # kept with its deadline in one bytes object
+    await store.set("b", b"b" * (INLINE_MAX + 1), 60)  # kept as a (value, deadline) pair
+    await store.set("c", b"c" * (INLINE_MAX - 1), 60)
+    assert store.shard.nbytes == 3 * INLINE_MAX  # exactly full: nothing evicted
+    assert await store.size() == 3
+    await store.set("d", b"d", 60)  # one byte over: a, the least recently used, goes
+    assert [v is not None for v in await store.get_many(["a", "b", "c", "d"])] == [False, True, True, True]
+    assert store.shard.nbytes == 2 * INLINE_MAX + 1
+
+
+def test_eviction_follows_the_order_of_use_exactly_through_reads_overwrites_and_deletes(
+    namespace: str,
+) -> None:
+    """The order of use (a deque with stale places skipped and compacted) against an OrderedDict
+    model: after every operation of a long random mix the same keys are held, in the same order."""
+    rng = random.Random(17)
+    shard = REGISTRY.shard(f"{namespace}:kv:", max_entries=40, max_bytes=6000)
+    model: OrderedDict[str, bytes] = OrderedDict()
+    for step in range(20_000):
+        key = f"k{rng.randrange(60)}"
+        action = rng.random()
+        if action < 0.45:
+            value = bytes([step % 256]) * rng.randrange(300)
+            shard.set(key, value, 0.0, 0.0)
+            model.pop(key, None)
+            model[key] = value
+            while len(model) > 40 or sum(map(len, model.values())) > 6000:
+                model.popitem(last=False)
+        elif action < 0.85:
+            assert shard.get(key, 0.0) == model.get(key)
+            if key in model:
+                model.move_to_end(key)
+        else:
+            assert shard.delete(key, 0.0) is (model.pop(key, None) is not None)
+        if step % 97 == 0:
+            assert shard.lru_order() == [digest(k) for k in model]
+            assert shard.nbytes == sum(map(len, model.values()))
+    assert shard.lru_order() == [digest(k) for k in model]
+
+
+def test_expired_entries_at_the_cold_end_are_dropped_by_writes(namespace: str) -> None:
+    shard = REGISTRY.shard(f"{namespace}:kv:")
+    shard.set("old", b"o" * 10, 5.0, 0.0)
+    shard.set("kept", b"k", 0.0, 0.0)
+    assert shard.get("old", 1.0) == b"o" * 10  # read again: now after "kept" in the order
+    shard.set("new", b"n", 0.0, 6.0)  # "kept" is the coldest and does not expire: nothing dropped
+    assert len(shard) == 3
+    assert shard.get("kept", 6.0) == b"k"  # now "old" is the coldest, and expired
+    shard.set("newer", b"n", 0.0, 6.0)
+    assert len(shard) == 3
+    assert shard.nbytes == 3
