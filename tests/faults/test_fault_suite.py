@@ -44,11 +44,11 @@ STORE_KILLS = 2
 PROBE_INTERVAL = 0.5
 RECOVERY_BOUND = 20.0
 """Seconds from the store answering again to the sidecar back on it."""
-POSTGRES_RECOVERY_BOUND = 4.0
-"""The same for PostgreSQL, held tight: its pool reconnects on demand rather than on psycopg_pool's
-exponential backoff, and the outage is replayed on it in one statement per 1000 keys, so it is
-back within a probe interval or two. Redis and memcached replay one delete per key, which takes
-1-4 s under this load."""
+POSTGRES_RECOVERY_BOUND = RECOVERY_BOUND
+"""The same for PostgreSQL. It was held at 4 s, and that failed on a quiet machine as often as it
+passed: measured back after 0.4-13 s (psycopg_pool reconnects a lost server with exponential
+backoff; renewing the pool on a failed probe did not make it reliably faster). How fast recovery
+is belongs in a benchmark; this test holds that it happens, with the load answered throughout."""
 
 SWITCHED_BACK = "answers again; switched back from the file store"
 
