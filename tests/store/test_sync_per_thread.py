@@ -98,7 +98,6 @@ def test_a_failing_connect_raises_and_leaves_no_slot_taken() -> None:
         conns.get()  # tried again: a failed connect takes no slot
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_never_uses_nor_closes_the_parents_connection() -> None:
     conns = per_thread()
