@@ -29,15 +29,11 @@ from typing import Any
 
 import uvloop
 
-from bench.fast_path_micro import NO_SLOW_PATH, ORIGIN_RESPONSE, PASS_REQUEST, CountingTransport, turns_until
+from bench.fast_path_micro import ORIGIN_RESPONSE, PASS_REQUEST, turns_until, wired
 from tina4_sidecar.config import CacheSettings, SidecarSettings
 from tina4_sidecar.config.rules import Rule, RuleSet
-from tina4_sidecar.proxy.http.limits import Limits
-from tina4_sidecar.proxy.origin.pool import OriginConnection
 from tina4_sidecar.proxy.server import start_sidecar, stop_sidecar
 from tina4_sidecar.proxy.sidecar import Sidecar
-from tina4_sidecar.proxy.transport.fast_path import FastPath
-from tina4_sidecar.proxy.transport.fast_request import SeenRequests
 
 BODY = 1024
 GOAL = BODY + 200
@@ -55,13 +51,7 @@ def rss_bytes() -> int:
 async def fill(sidecar: Sidecar, start: int, count: int, run: str) -> None:
     """``count`` fills of new URLs (``?k=<run><start..>``) on one client and one origin connection."""
     assert sidecar.origin is not None
-    protocol = FastPath(sidecar, NO_SLOW_PATH, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]
-    client = CountingTransport()
-    protocol.connection_made(client)  # type: ignore[arg-type]
-    origin = OriginConnection(sidecar.origin)
-    app = CountingTransport()
-    origin.connection_made(app)  # type: ignore[arg-type]
-    sidecar.origin.release(origin, reusable=True)
+    protocol, client, origin, app = wired(sidecar)
     for n in range(count):
         head = PASS_REQUEST.replace(b"/pass-1k.json", b"/fill.json?k=%s%d" % (run.encode(), start + n))
         protocol.data_received(head)

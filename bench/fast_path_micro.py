@@ -101,9 +101,13 @@ async def measure(requests: int) -> None:
             await stop_sidecar(sidecar)
 
 
-def forward(sidecar: Sidecar, requests: int) -> None:
-    """A GET no rule covers, forwarded on one pooled connection whose app answers at once."""
+def wired(sidecar: Sidecar) -> tuple[FastPath, CountingTransport, OriginConnection, CountingTransport]:
+    """A fast-path connection from a counting client, and one pooled origin connection to a
+    counting app: (protocol, client transport, origin connection, app transport)."""
     assert sidecar.origin is not None
+    # The configured app (port 9) is never there: its refused manifest polls would otherwise read
+    # as the app closing and drop the counting connection from the pool (Sidecar.app_closing).
+    sidecar.upstream.closing = sidecar.origin.closing = lambda: None
     protocol = FastPath(sidecar, NO_SLOW_PATH, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]
     client = CountingTransport()
     protocol.connection_made(client)  # type: ignore[arg-type]
@@ -111,6 +115,13 @@ def forward(sidecar: Sidecar, requests: int) -> None:
     app = CountingTransport()
     origin.connection_made(app)  # type: ignore[arg-type]
     sidecar.origin.release(origin, reusable=True)
+    return protocol, client, origin, app
+
+
+def forward(sidecar: Sidecar, requests: int) -> None:
+    """A GET no rule covers, forwarded on one pooled connection whose app answers at once."""
+    assert sidecar.origin is not None
+    protocol, client, origin, app = wired(sidecar)
     started = time.perf_counter()
     for _ in range(requests):
         protocol.data_received(PASS_REQUEST)  # the request goes to the app's (counting) transport
@@ -137,13 +148,7 @@ async def fill(sidecar: Sidecar, requests: int, prefix: bytes = b"") -> None:
     (memory store, written behind the answer); each request a new URL."""
     assert sidecar.origin is not None
     sidecar.manifest.rules = RuleSet([Rule(method="GET", path="/fill.json", cache=True, ttl=300)])
-    protocol = FastPath(sidecar, NO_SLOW_PATH, SeenRequests(), Limits.of(sidecar.settings))  # type: ignore[arg-type]
-    client = CountingTransport()
-    protocol.connection_made(client)  # type: ignore[arg-type]
-    origin = OriginConnection(sidecar.origin)
-    app = CountingTransport()
-    origin.connection_made(app)  # type: ignore[arg-type]
-    sidecar.origin.release(origin, reusable=True)
+    protocol, client, origin, app = wired(sidecar)
     path = b"/fill.json?k=" + prefix
     heads = [PASS_REQUEST.replace(b"/pass-1k.json", b"%s%d" % (path, n)) for n in range(requests)]
     started = time.perf_counter()
